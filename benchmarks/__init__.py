@@ -1,0 +1,1 @@
+"""safecompress benchmarks: run with `make bench` (python -m benchmarks.run)."""

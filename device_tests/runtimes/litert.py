@@ -1,0 +1,55 @@
+"""LiteRT (``ai_edge_litert``) runtime for ``.tflite`` files: a :class:`~toolkit.models.tflite_model.TFLiteModel`
+over the file's bytes (batching by ``resize_tensor_input``, last batch padded, int8/uint8 inputs quantized and
+outputs dequantized with the tensors' scale and zero point)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from device_tests.runtimes.base import Runtime
+from toolkit.errors import ArtifactError
+
+
+class LiteRTRuntime(Runtime):
+    format = "tflite"
+
+    def __init__(self, path, content: bytes, batch_size: int = 256, threads: int | None = None):
+        from toolkit.models.tflite_model import TFLiteModel
+
+        super().__init__(path, content, batch_size, threads)
+        self.model = TFLiteModel(content, batch_size=self.batch_size, threads=self.threads, name=self.name)
+        det = self.model.input_details  # loads the interpreter: errors name the file
+        sig = det.get("shape_signature", det["shape"])
+        self.input_shape = tuple(None if int(s) < 0 else int(d) for s, d in zip(sig[1:], det["shape"][1:]))
+        self.input_dtype = np.dtype(det["dtype"])
+        scale = det.get("quantization", (0.0, 0))[0]
+        self.quantized_input = bool(np.issubdtype(self.input_dtype, np.integer) and scale)
+        out = self.model.output_details
+        if len(out["shape"]) < 1:
+            raise ArtifactError(f"{self.name}: the model's output is a scalar, not class scores")
+        self.n_classes = int(out["shape"][-1]) if int(out["shape"][-1]) > 0 else None
+        # A fixed batch dimension is handled by TFLiteModel (it pads to that batch).
+
+    def _run(self, xb: np.ndarray) -> np.ndarray:  # not used: TFLiteModel batches itself
+        return self.model.predict_raw(xb)
+
+    def predict_raw(self, x) -> np.ndarray:
+        from device_tests.runtimes.base import one_line
+        from toolkit.errors import DataError
+
+        x = self.adapt(x)
+        if len(x) == 0:
+            raise DataError(f"{self.name}: no samples to query")
+        try:
+            out = self.model.predict_raw(x)
+        except (ArtifactError, DataError):
+            raise
+        except Exception as exc:
+            raise ArtifactError(f"{self.name}: LiteRT failed on inputs of shape {x.shape}: {one_line(exc)}") from None
+        self.n_classes = out.shape[1]
+        return out
+
+    def predict_proba(self, x) -> np.ndarray:
+        from toolkit.models.tflite_model import to_probabilities
+
+        return to_probabilities(self.predict_raw(x), self.model.output_atol)

@@ -1,0 +1,158 @@
+"""Safe, atomic file I/O shared by every stage.
+
+* Writes go to a temporary file in the target directory, are flushed and fsynced, then renamed over the
+  target: a reader (or a rerun after ``kill -9``) sees the old file or the new one, never half of one.
+* Inputs are loaded without executing anything: ``np.load(allow_pickle=False)``, ``yaml.safe_load``.
+* Inputs larger than a limit are refused with a clear error instead of exhausting memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ArtifactError, ConfigError, DataError
+
+#: Largest input file accepted (model artifacts, data files, configs), overridable by environment.
+MAX_INPUT_BYTES = int(os.environ.get("SAFECOMPRESS_MAX_INPUT_BYTES", str(2 * 1024**3)))
+#: Largest YAML config accepted.
+MAX_CONFIG_BYTES = 1024**2
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; on success rename it over ``path``.
+
+    For libraries that insist on writing to a file name themselves (``torch.save``, ``model.save``...).
+    The temporary name ends with the target's full name, because some writers dispatch on its suffixes
+    (tf-keras treats ``*.weights.h5`` differently from ``*.h5``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f"-{path.name}", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def gzip_size(data: bytes) -> int:
+    """Size after gzip at level 9: tfmot's standard measure of what pruning/clustering saves on disk."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def check_input_file(path: str | os.PathLike, what: str, error: type = ArtifactError,
+                     max_bytes: int | None = None) -> Path:
+    """Return ``path`` as a Path if it is an existing, non-empty regular file within the size limit."""
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{what} not found: {p}")
+    if not p.is_file():
+        raise error(f"{what} is not a regular file: {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise error(f"{what} is empty: {p}")
+    limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes
+    if size > limit:
+        raise error(f"{what} is {size} bytes, over the limit of {limit} bytes: {p}")
+    return p
+
+
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y")) -> dict[str, np.ndarray]:
+    """Load an ``.npz`` holding at least ``keys`` without ever unpickling (object arrays are refused)."""
+    p = check_input_file(path, "data file", DataError)
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            missing = [k for k in keys if k not in npz.files]
+            if missing:
+                raise DataError(f"{p} lacks array(s) {', '.join(missing)}; it holds: {', '.join(npz.files) or 'nothing'}")
+            return {k: np.asarray(npz[k]) for k in npz.files}
+    except DataError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise DataError(f"{p} holds object (pickled) arrays, which are refused; save plain numeric arrays") from None
+        raise DataError(f"{p} is not a valid .npz file: {exc}") from None
+    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError, ...
+        raise DataError(f"{p} is not a valid .npz file: {type(exc).__name__}: {exc}") from None
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """Read a YAML file with ``yaml.safe_load`` only."""
+    import yaml
+
+    p = check_input_file(path, "config file", ConfigError, max_bytes=MAX_CONFIG_BYTES)
+    try:
+        text = p.read_text(encoding="utf-8")
+        return yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p} is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p} is not valid YAML{where}: {problem}") from None
