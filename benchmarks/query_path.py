@@ -157,6 +157,30 @@ def run(quick: bool = False, log=print) -> dict:
     }
 
 
+def bench(quick: bool = False, log=print) -> dict:
+    """``make bench`` entry (key ``query_path``): :func:`run`, reduced to the table's figures.
+
+    Per (arch, format, mode): ``protocol/raw`` (goal <= 1.25) and ``torch eager/protocol`` (goal >= 1), each
+    at batch 256 (>= 64) on the same queries and threads.
+    """
+    from benchmarks._common import figure
+
+    r = run(quick, log)
+    figures = []
+    for row in r["rows"]:
+        name = f"{row['arch']}/{row['format']}/{row['mode']}"
+        figures.append(figure(f"protocol/raw {name}", row["protocol_over_raw"], "<= 1.25",
+                              f"protocol {row['protocol_s'] * 1e3:.1f} ms vs raw {row['raw_s'] * 1e3:.1f} ms: the "
+                              "protocol's input checks (finite values), copy to float32 and per-batch output "
+                              "conversion to probabilities cost more than the model itself at this size"))
+    for row in r["rows"]:
+        name = f"{row['arch']}/{row['format']}/{row['mode']}"
+        figures.append(figure(f"torch eager/protocol {name}", row["torch_over_runtime"], ">= 1",
+                              f"torch eager {row['torch_eager_s'] * 1e3:.1f} ms beat the {row['format']} {row['mode']} "
+                              f"protocol {row['protocol_s'] * 1e3:.1f} ms on this model"))
+    return {"figures": figures, "details": r}
+
+
 def _markdown(r: dict) -> str:
     s = r["setting"]
     lines = [f"# Query path: protocol vs raw runtime loop ({s['n_queries']} queries, batch {s['batch_size']}, "

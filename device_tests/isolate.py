@@ -51,7 +51,8 @@ def check_isolated(path: Path, content: bytes, fmt: str, timeout: float | None =
         [root, *filter(None, [os.environ.get("PYTHONPATH")])]))
     limit = TIMEOUT_S if timeout is None else timeout
     try:
-        proc = subprocess.run([sys.executable, "-m", "device_tests.isolate", str(path), fmt],
+        # An absolute path: the child runs in the repository root, not in the caller's working directory.
+        proc = subprocess.run([sys.executable, "-m", "device_tests.isolate", str(Path(path).absolute()), fmt],
                               capture_output=True, text=True, timeout=limit, env=env, cwd=root)
     except subprocess.TimeoutExpired:
         verdict = (name, f"{name}: the {fmt} runtime did not finish loading it within {limit:.0f} s "

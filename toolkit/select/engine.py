@@ -110,11 +110,15 @@ def select(candidates: list[dict], dense: dict[str, dict], config: RunConfig) ->
             feasible.append(c)
     if not feasible:
         return None, reasons
-    if sel.objective == "tm_score":
-        best = max(feasible, key=lambda c: (c["tm_score"], c["accuracy"], -c["bytes"]))
-    else:
-        best = min(feasible, key=lambda c: (c["mia_accuracy"], -c["accuracy"], c["bytes"]))
+    best = max(feasible, key=_OBJECTIVES[sel.objective])
     return best["name"], reasons
+
+
+#: objective -> sort key of a feasible candidate (higher is better; ties broken by accuracy, then size).
+_OBJECTIVES = {
+    "tm_score": lambda c: (c["tm_score"], c["accuracy"], -c["bytes"]),
+    "constrained": lambda c: (-c["mia_accuracy"], c["accuracy"], -c["bytes"]),
+}
 
 
 # ----------------------------------------------------------------------------------------------- the run
