@@ -23,7 +23,10 @@ def export_command(weights: Path, fmt: str, mode: str, data: Path, out: Path, sa
     model, spec = load_model(weights)
     want = tuple(getattr(spec, "input_shape", ()) or ())
     if want and tuple(x.shape[1:]) != want:
-        raise DataError(f"{data}: samples have shape {tuple(x.shape[1:])}, the model takes {want}")
+        # Flat rows of the right size (e.g. digits as 64 columns) are the same samples: reshape, as queries do.
+        if int(np.prod(x.shape[1:])) != int(np.prod(want)):
+            raise DataError(f"{data}: samples have shape {tuple(x.shape[1:])}, the model takes {want}")
+        x = x.reshape((len(x), *want))
     rng = np.random.default_rng(0)
     pick = np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))
     info = export(model, fmt, out, x[pick], mode=mode, representative=x[pick])

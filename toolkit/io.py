@@ -25,6 +25,14 @@ from toolkit.errors import ArtifactError, ConfigError, DataError
 MAX_INPUT_BYTES = int(os.environ.get("SAFECOMPRESS_MAX_INPUT_BYTES", str(2 * 1024**3)))
 #: Largest YAML config accepted.
 MAX_CONFIG_BYTES = 1024**2
+#: Deepest nesting and most values a YAML config may hold once its aliases are expanded: a config is a few
+#: levels deep with hundreds of values; anchors/aliases ("billion laughs") or self-references must not turn a
+#: small file into billions of values when it is validated, hashed or written into a report.
+MAX_CONFIG_DEPTH = 64
+MAX_CONFIG_VALUES = 200_000
+#: Largest array (declared shape x item size) a data file may hold; a zip-compressed .npz can decompress to
+#: far more than its size on disk, so its arrays are checked before they are read.
+MAX_ARRAY_BYTES = int(os.environ.get("SAFECOMPRESS_MAX_ARRAY_BYTES", str(4 * 1024**3)))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -125,6 +133,7 @@ def check_input_file(path: str | os.PathLike, what: str, error: type = ArtifactE
 def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y")) -> dict[str, np.ndarray]:
     """Load an ``.npz`` holding at least ``keys`` without ever unpickling (object arrays are refused)."""
     p = check_input_file(path, "data file", DataError)
+    _check_npz_arrays(p)
     try:
         with np.load(p, allow_pickle=False) as npz:
             missing = [k for k in keys if k not in npz.files]
@@ -141,18 +150,83 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y")) -> dic
         raise DataError(f"{p} is not a valid .npz file: {type(exc).__name__}: {exc}") from None
 
 
+def _check_npz_arrays(p: Path) -> None:
+    """Refuse an .npz whose arrays are pickled or declare more than :data:`MAX_ARRAY_BYTES`, reading only the
+    .npy headers (a zip-compressed member may decompress to far more than the file's size)."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    try:
+        zf = zipfile.ZipFile(p)
+    except Exception:  # not a zip (or a damaged one): np.load gives the error
+        return
+    total = 0
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with zf.open(info) as fh:
+                    version = npy.read_magic(fh)
+                    read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+                    shape, _, dtype = read(fh) if read else npy._read_array_header(fh, version)
+            except Exception as exc:  # a bad header, CRC or compression error: np.load names it below
+                if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+                    raise DataError(f"{p} holds object (pickled) arrays, which are refused; "
+                                    "save plain numeric arrays") from None
+                continue
+            if dtype.hasobject:
+                raise DataError(f"{p} holds object (pickled) arrays, which are refused; save plain numeric arrays")
+            count = 1
+            for d in shape:
+                count *= int(d)
+            total += max(count, 0) * dtype.itemsize
+            if total > MAX_ARRAY_BYTES:
+                raise DataError(f"{p}: array {info.filename[:-4]!r} of shape {tuple(shape)} ({dtype}) takes "
+                                f"{count * dtype.itemsize} bytes; data files may hold at most {MAX_ARRAY_BYTES} "
+                                "bytes of arrays (SAFECOMPRESS_MAX_ARRAY_BYTES)")
+
+
+def _check_yaml_size(obj: Any, p: Path) -> None:
+    """Refuse YAML that nests deeper than :data:`MAX_CONFIG_DEPTH` or expands (aliases counted at every use)
+    to more than :data:`MAX_CONFIG_VALUES` values. Iterative: a self-referencing alias cannot loop it."""
+    stack = [(obj, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{p} expands to more than {MAX_CONFIG_VALUES} values (anchors/aliases used over and "
+                              "over, or an alias that refers to itself); write the config out plainly")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{p} nests more than {MAX_CONFIG_DEPTH} levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for kv in node.items() for v in kv)
+        elif isinstance(node, (list, tuple, set)):
+            stack.extend((v, depth + 1) for v in node)
+
+
 def load_yaml(path: str | os.PathLike) -> Any:
-    """Read a YAML file with ``yaml.safe_load`` only."""
+    """Read a YAML file with ``yaml.safe_load`` only (size, nesting and alias expansion limited)."""
     import yaml
 
     p = check_input_file(path, "config file", ConfigError, max_bytes=MAX_CONFIG_BYTES)
     try:
         text = p.read_text(encoding="utf-8")
-        return yaml.safe_load(text)
+        obj = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise ConfigError(f"{p} is not UTF-8 text") from None
+    except RecursionError:  # PyYAML's parser and constructor recurse once per nesting level
+        raise ConfigError(f"{p} nests more than {MAX_CONFIG_DEPTH} levels deep") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{p} is not valid YAML{where}: {problem}") from None
+    except Exception as exc:  # noqa: BLE001 - safe_load runs no user code: e.g. ValueError for a 5,000-digit
+        # integer (Python's int-string limit) or an impossible date (2001-13-45)
+        raise ConfigError(f"{p} holds a value YAML cannot read: {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:200]}") from None
+    _check_yaml_size(obj, p)
+    return obj

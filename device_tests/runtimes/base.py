@@ -120,10 +120,22 @@ class Runtime:
                 xb = np.concatenate([xb, np.repeat(xb[-1:], bs - k, axis=0)])
             out = np.asarray(self._call(xb))
             outs.append(out.reshape(len(xb), -1)[:k])
-        out = np.concatenate(outs).astype(np.float32, copy=False)
+        out = self.check_outputs(np.concatenate(outs).astype(np.float32, copy=False))
         if self.n_classes is not None and out.shape[1] != self.n_classes:
             raise ArtifactError(f"{self.name}: returned {out.shape[1]} outputs per sample, expected {self.n_classes}")
         self.n_classes = out.shape[1]
+        return out
+
+    def check_outputs(self, out: np.ndarray) -> np.ndarray:
+        """``out`` if it is a non-empty ``(n, k)`` array of finite numbers, else :class:`ArtifactError`: NaN or
+        inf outputs (corrupt weights, an overflowing graph) would otherwise pass on as "probabilities"."""
+        if out.ndim != 2 or out.shape[1] < 1:
+            raise ArtifactError(f"{self.name}: returned outputs of shape {out.shape}, not one score row per sample")
+        bad = ~np.isfinite(out)
+        if bad.any():
+            raise ArtifactError(f"{self.name}: the {self.format} runtime returned NaN or inf for "
+                                f"{int(bad.any(axis=1).sum())} of {len(out)} sample(s); the artifact is corrupt or "
+                                "numerically broken")
         return out
 
     def predict_proba(self, x) -> np.ndarray:

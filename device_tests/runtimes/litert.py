@@ -46,6 +46,7 @@ class LiteRTRuntime(Runtime):
             raise
         except Exception as exc:
             raise ArtifactError(f"{self.name}: LiteRT failed on inputs of shape {x.shape}: {one_line(exc)}") from None
+        out = self.check_outputs(out)
         self.n_classes = out.shape[1]
         return out
 

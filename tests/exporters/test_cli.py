@@ -27,6 +27,7 @@ def files(trained, digits_parts, digits_spec, tmp_path_factory):
     n = digits_parts["nonmembers"]
     np.savez(d / "data.npz", x=n.x[:300], y=n.y[:300])
     np.savez(d / "flat.npz", x=n.x[:10].reshape(10, 64))
+    np.savez(d / "wide.npz", x=np.zeros((10, 65), np.float32))
     return d, weights
 
 
@@ -58,11 +59,18 @@ def test_export_query_inspect(files, trained, digits_parts):
     assert r.returncode == 0 and "format: onnx" in r.stdout
 
 
+def test_export_accepts_flat_rows_of_the_right_size(files):
+    d, weights = files
+    r = _cli("export", weights, "--format", "onnx", "--data", d / "flat.npz", "--out", d / "flat.onnx")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["parity"]["n"] == 10 and (d / "flat.onnx").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["export", "{w}", "--format", "tfl", "--data", "{d}/data.npz", "--out", "{d}/x"], "unknown export format 'tfl'"),
     (["export", "{w}", "--format", "tflite", "--data", "{d}/data.npz", "--out", "{d}/x.tflite"],
      "tflite artifacts are made from keras or tflite models, not torch"),
-    (["export", "{w}", "--format", "onnx", "--data", "{d}/flat.npz", "--out", "{d}/x.onnx"], "samples have shape (64,)"),
+    (["export", "{w}", "--format", "onnx", "--data", "{d}/wide.npz", "--out", "{d}/x.onnx"], "samples have shape (65,)"),
     (["export", "{w}", "--format", "onnx", "--data", "{d}/missing.npz", "--out", "{d}/x.onnx"], "data file not found"),
     (["query", "{d}/missing.onnx", "--data", "{d}/data.npz"], "artifact not found"),
     (["query", "{d}/data.npz", "--data", "{d}/data.npz"], "data.npz: a zip archive that is not a PyTorch"),

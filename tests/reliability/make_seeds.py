@@ -31,12 +31,19 @@ def main() -> None:
     x = rng.random((32, 8, 8, 1), dtype=np.float32)
     y = rng.integers(0, 10, 32).astype(np.int64)
     spec = ModelSpec(arch="mlp", input_shape=(8, 8, 1), n_classes=10, hidden=(16,))
-    torch_model = build_model(spec, "torch", seed=0)
-    keras_model = build_model(spec, "keras", seed=0)
-    for fmt, model in (("onnx", torch_model), ("ptl", torch_model), ("pte", torch_model), ("tflite", keras_model)):
-        out = SEEDS / f"mlp.{fmt}"
-        export(model, fmt, out, x)
-        Path(f"{out}.json").unlink(missing_ok=True)
+    cnn = ModelSpec(arch="cnn", input_shape=(8, 8, 1), n_classes=10, channels=(4,), dense=8)
+    for arch, sp in (("mlp", spec), ("cnn", cnn)):
+        torch_model = build_model(sp, "torch", seed=0)
+        keras_model = build_model(sp, "keras", seed=0)
+        for fmt, model in (("onnx", torch_model), ("ptl", torch_model), ("pte", torch_model),
+                           ("tflite", keras_model)):
+            out = SEEDS / f"{arch}.{fmt}"
+            export(model, fmt, out, x)
+            Path(f"{out}.json").unlink(missing_ok=True)
+    # A quantized flatbuffer (int8 input/output tensors) reaches the runtime's (de)quantization paths.
+    out = SEEDS / "mlp-int8.tflite"
+    export(build_model(spec, "keras", seed=0), "tflite", out, x, mode="int8", representative=x)
+    Path(f"{out}.json").unlink(missing_ok=True)
     np.savez(SEEDS / "data.npz", x=x, y=y)
     for p in sorted(SEEDS.iterdir()):
         print(f"{p.name:12s} {p.stat().st_size:8d} bytes")

@@ -86,11 +86,15 @@ def _n_classes(y: np.ndarray, n_classes: int | None) -> int:
 
 def load_npz_dataset(path: str, n_classes: int | None = None, name: str | None = None) -> Dataset:
     """User data from an ``.npz`` with arrays ``x`` and ``y`` (never unpickled)."""
+    from toolkit.data.dataset import validate_arrays
+
     arrays = load_npz(path)
     y = np.asarray(arrays["y"])
     if y.ndim != 1 or len(y) == 0 or not np.issubdtype(y.dtype, np.number):
         raise DataError(f"{path}: y must be a non-empty 1-D array of class indices")
-    return Dataset(name or Path(path).stem, arrays["x"], y, _n_classes(y, n_classes),
+    # Finite integer labels (and x checks) before the class count is read from them.
+    x, y = validate_arrays(arrays["x"], y, str(path), n_classes)
+    return Dataset(name or Path(path).stem, x, y, _n_classes(y, n_classes),
                    {"loader": "npz", "path": str(path)}).deduplicated()
 
 
