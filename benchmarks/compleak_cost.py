@@ -1,9 +1,10 @@
 """``compleak_cost``: one audit of the original + k = 3 compressed artifacts together / k + 1 single audits.
 
-Setting: Fashion-MNIST, a torch MLP trained on 1,000 members (quick: 300); three compressed versions made with
-``toolkit.compress.compress``: ``torch_global_unstructured`` (50%, 1 fine-tuning epoch), ``torch_dynamic_int8``
-and ``nni_l1norm`` (50%, 1 epoch); every model exported with ``exporters.export`` (original, pruned and NNI to
-``.onnx``, the int8 model to ``.ptl``, the only format that carries torch.ao dynamic int8).
+Setting: Fashion-MNIST, a torch MLP trained on 600 members (quick: 300), audited on them and 600 non-members;
+three compressed versions made with ``toolkit.compress.compress``: ``torch_global_unstructured`` (50%, 1
+fine-tuning epoch), ``torch_dynamic_int8`` and ``nni_l1norm`` (50%, 1 epoch); every model exported with
+``exporters.export`` (original, pruned and NNI to ``.onnx``, the int8 model to ``.ptl``, the only format that
+carries torch.ao dynamic int8).
 
 * **joint**: ``audit(pruned.onnx, members, non-members, references={original, int8, nni_l1norm})`` with the
   default attacks of an audit with versions: the 5 metric attacks and the learned ``nn`` attacker on the target,
@@ -11,7 +12,8 @@ and ``nni_l1norm`` (50%, 1 epoch); every model exported with ``exporters.export`
 * **singles**: ``audit(artifact, ...)`` of each of the 4 artifacts alone with its default attacks (5 metric
   attacks + ``nn``), summed.
 
-What ``safecompress audit`` runs in each case; all with bootstrap CIs. Each audit time is the best of 3 (quick: 1).
+What ``safecompress audit`` runs in each case; all with bootstrap CIs (200 resamples). Each audit time is the
+best of 3. Quick: 1 run, learned attackers 10 epochs instead of 100, 20 bootstrap resamples.
 Goal: joint / sum of singles <= 1.1.
 """
 
@@ -38,9 +40,11 @@ def run(quick: bool = False, log=print) -> dict:
     from toolkit.compress import CompressData, compress
     from toolkit.models import ModelSpec, TrainRecipe, train_reference_model
 
-    n_side, repeats, epochs, limit = (300, 1, 3, 3000) if quick else (1000, 3, 10, None)
-    # Quick (smoke) runs train the learned attackers for 10 epochs instead of 100, joint and singles alike.
+    n_side, repeats, epochs, limit = (300, 1, 3, 3000) if quick else (600, 3, 10, None)
+    # Quick (smoke) runs: learned attackers 10 epochs instead of 100, 20 bootstrap resamples instead of 200,
+    # joint and singles alike.
     options = {a: {"epochs": 10} for a in ("nn", "compleak_sr", "compleak_mr")} if quick else None
+    n_boot = 20 if quick else 200
     pin_torch_threads()
     ds, parts = fashion_split(n_side, n_side, 0, seed=0, limit=limit)
     mem, non = parts["members"], parts["nonmembers"]
@@ -61,14 +65,14 @@ def run(quick: bool = False, log=print) -> dict:
 
         def joint():
             joint_reports.append(audit(paths["pruned"], pair_m, pair_n, references=refs, seed=0,
-                                       attack_options=options))
+                                       attack_options=options, n_bootstrap=n_boot))
 
         joint_s, joint_all = best_of(joint, repeats)
         singles = {}
         for name, p in paths.items():
             single_reports[name] = []
             singles[name], _ = best_of(lambda p=p, name=name: single_reports[name].append(
-                audit(p, pair_m, pair_n, seed=0, attack_options=options)), repeats)
+                audit(p, pair_m, pair_n, seed=0, attack_options=options, n_bootstrap=n_boot)), repeats)
     jr = min(joint_reports, key=lambda r: r["seconds"]["total"])
     per_attack_joint = {a["name"]: a["seconds"] for a in jr["attacks"]}
     per_attack_single = {n: {a["name"]: a["seconds"] for a in min(rs, key=lambda r: r["seconds"]["total"])["attacks"]}
@@ -86,7 +90,7 @@ def run(quick: bool = False, log=print) -> dict:
                                     "versions": {n: {"config": c, "format": f} for n, (c, f) in VERSIONS.items()},
                                     "joint_attacks": [a["name"] for a in jr["attacks"]],
                                     "single_attacks": [a["name"] for a in single_reports["original"][0]["attacks"]],
-                                    "learned_attack_epochs": 10 if quick else 100, "repeats": repeats,
+                                    "learned_attack_epochs": 10 if quick else 100, "n_bootstrap": n_boot, "repeats": repeats,
                                     "threads": threads()},
                         "joint_s": round(joint_s, 3), "joint_all_s": joint_all,
                         "single_s": {k: round(v, 3) for k, v in singles.items()},

@@ -79,9 +79,10 @@ def to_markdown(doc: dict) -> str:
              f"{m['threads']} thread(s) per runtime, Python {m['python']}, torch {m['versions'].get('torch')}, "
              f"TensorFlow {m['versions'].get('tensorflow')}, ONNX Runtime {m['versions'].get('onnxruntime')}, "
              f"LiteRT {m['versions'].get('ai-edge-litert')}, ExecuTorch {m['versions'].get('executorch')}.  ",
-             "Every figure is a ratio of two measurements taken in the same run (timings: best of 3; quick runs: "
-             "best of 1-2, small sizes). The machine is shared: timings are noisy. Details: `latest.json`, "
-             "`docs/benchmarks.md`.", "",
+             "Every figure is a ratio of two measurements taken in the same run (timings: best of 3 unless "
+             "`docs/benchmarks.md` says otherwise for a key; quick runs: 1 run, small sizes, not comparable). The "
+             "machine is shared with other jobs: timings are noisy. Details: `latest.json`, `docs/benchmarks.md`.",
+             "",
              "| key | figure | value | goal | met | why (where missed) |", "|---|---|---|---|---|---|"]
     for key in BENCHMARKS:
         res = doc["results"].get(key)

@@ -47,7 +47,7 @@ def run(quick: bool = False, log=print) -> dict:
     log(f"selection_cost: dense {dense_s:.1f}s, SafeCompress {sel_s:.1f}s -> x{ratio:.2f} "
         f"({time.perf_counter() - t:.0f}s)")
     timings = {k: round(v, 2) for k, v in res.timings.items()}
-    top = sorted(timings.items(), key=lambda kv: -kv[1])[:3]
+    top = sorted(((k, v) for k, v in timings.items() if k != "total"), key=lambda kv: -kv[1])[:3]
     why = (f"SafeCompress {sel_s:.1f}s vs dense {dense_s:.1f}s: {cfg['rounds']} rounds x "
            f"{cfg['sc']['epochs_per_round']} epochs of sparse training (= {cfg['rounds'] * cfg['sc']['epochs_per_round']:g} "
            f"epochs vs dense {cfg['dense_epochs']}) plus per-round candidate evaluation and attacker fine-tuning; "

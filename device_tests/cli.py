@@ -26,6 +26,12 @@ def query_command(artifact: Path, data: Path, out: Path | None, batch_size: int)
         y = np.asarray(arrays["y"])
         if y.shape != (len(x),):
             raise DataError(f"{data}: y has shape {y.shape}, expected ({len(x)},)")
+        k = probs.shape[1]
+        if not (y.dtype.kind in "iu" or (y.dtype.kind == "f" and np.isfinite(y).all() and np.all(np.mod(y, 1) == 0))):
+            raise DataError(f"{data}: y must hold integer class indices, got dtype {y.dtype}")
+        if len(y) and (y.min() < 0 or y.max() >= k):
+            bad = y.min() if y.min() < 0 else y.max()
+            raise DataError(f"{data}: label {bad:g} is outside the model's {k} classes (0..{k - 1})")
         summary["accuracy"] = float(np.mean(probs.argmax(1) == y))
     if out is not None:
         buf = io.BytesIO()

@@ -117,11 +117,14 @@ def check_input_file(path: str | os.PathLike, what: str, error: type = ArtifactE
                      max_bytes: int | None = None) -> Path:
     """Return ``path`` as a Path if it is an existing, non-empty regular file within the size limit."""
     p = Path(path)
-    if not p.exists():
-        raise error(f"{what} not found: {p}")
-    if not p.is_file():
-        raise error(f"{what} is not a regular file: {p}")
-    size = p.stat().st_size
+    try:
+        if not p.exists():
+            raise error(f"{what} not found: {p}")
+        if not p.is_file():
+            raise error(f"{what} is not a regular file: {p}")
+        size = p.stat().st_size
+    except (OSError, ValueError) as exc:  # a NUL byte in the name, a name too long, no permission...
+        raise error(f"{what} cannot be opened: {str(p)[:200]!r}: {exc}") from None
     if size == 0:
         raise error(f"{what} is empty: {p}")
     limit = MAX_INPUT_BYTES if max_bytes is None else max_bytes

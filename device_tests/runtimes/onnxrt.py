@@ -44,6 +44,15 @@ class OnnxRuntime(Runtime):
             self.session = ort.InferenceSession(content, opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's own exception types: unsupported op, bad graph...
             raise ArtifactError(f"{self.name} is not a loadable ONNX model: {one_line(exc, 200)}") from None
+        try:
+            self._describe_io()
+        except ArtifactError:
+            raise
+        except Exception as exc:  # e.g. UnicodeDecodeError: names or metadata that are not UTF-8
+            raise ArtifactError(f"{self.name}: cannot read the ONNX model's inputs, outputs or metadata: "
+                                f"{type(exc).__name__}: {one_line(exc, 200)}") from None
+
+    def _describe_io(self) -> None:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
             raise ArtifactError(f"{self.name}: expected a model with 1 input, got {[i.name for i in inputs]}")

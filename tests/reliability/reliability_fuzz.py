@@ -694,7 +694,8 @@ def worker_env() -> dict[str, str]:
 
 
 def cli_check(args: list[str], timeout: float = 120) -> dict:
-    """Run ``safecompress ARGS`` and judge it: exit 0 or 2, at most one ``error:`` line, no traceback/signal."""
+    """Run ``safecompress ARGS`` and judge it: exit 0 or 2 (gate: also 1), one ``error:`` line with exit 2, no
+    traceback, no signal, no hang."""
     t0 = time.perf_counter()
     try:
         r = subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], capture_output=True, text=True,
@@ -706,7 +707,7 @@ def cli_check(args: list[str], timeout: float = 120) -> dict:
     why = None
     if r.returncode < 0:
         why = f"killed by signal {-r.returncode}"
-    elif r.returncode not in (0, 2):
+    elif r.returncode not in ((0, 1, 2) if args[0] == "gate" else (0, 2)):  # gate: 1 = a limit is exceeded
         why = f"exit {r.returncode}"
     elif "Traceback" in r.stderr or "Traceback" in r.stdout:
         why = "traceback"
@@ -832,15 +833,7 @@ class Lane(threading.Thread):
 def run_cases(cases: list[Case], scratch: Path, lanes: int = 2) -> list[Result]:
     """Run ``cases`` on ``lanes`` parallel worker processes; results in case order."""
     scratch.mkdir(parents=True, exist_ok=True)
-    heavy = [c for c in cases if c.target in ("ptl", "pte")]
-    light = [c for c in cases if c.target not in ("ptl", "pte")]
-    if lanes <= 1:
-        groups = [heavy + light]
-    else:  # torch-heavy formats on one lane, the rest on the other(s)
-        groups = [heavy] + [light[i::lanes - 1] for i in range(lanes - 1)]
-        groups = [g for g in groups if g]
-        if len(groups) < lanes and len(cases) > 1:
-            groups = [cases[i::lanes] for i in range(lanes)]
+    groups = [g for g in (cases[i::lanes] for i in range(max(1, lanes))) if g]  # interleaved: balanced lanes
     threads = [Lane(g, scratch, f"lane{i}") for i, g in enumerate(groups)]
     for t in threads:
         t.start()

@@ -59,10 +59,13 @@ class AuditConfig(BaseModel):
 
     def resolved(self, base: Path) -> "AuditConfig":
         """A copy with relative paths made absolute against ``base``."""
-        upd = {"population": str((base / self.population).resolve()) if not Path(self.population).is_absolute()
-               else self.population}
-        if self.cache_dir is not None and not Path(self.cache_dir).is_absolute():
-            upd["cache_dir"] = str((base / self.cache_dir).resolve())
+        try:
+            upd = {"population": str((base / self.population).resolve()) if not Path(self.population).is_absolute()
+                   else self.population}
+            if self.cache_dir is not None and not Path(self.cache_dir).is_absolute():
+                upd["cache_dir"] = str((base / self.cache_dir).resolve())
+        except (OSError, ValueError) as exc:  # a NUL byte in a path, a name too long...
+            raise ConfigError(f"audit config: population / cache_dir is not a usable path: {exc}") from None
         return self.model_copy(update=upd)
 
     def load_population(self):

@@ -58,8 +58,8 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
         raise DataError(f"{what}: x has {len(x)} samples but y has {len(y)}")
     if len(x) == 0:
         raise DataError(f"{what}: no samples")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-        raise DataError(f"{what}: x must be numeric, got dtype {x.dtype}")
+    if x.dtype.kind not in "biuf":  # complex would be cast to float32 silently, dropping its imaginary part
+        raise DataError(f"{what}: x must be numeric (bool, integer or float), got dtype {x.dtype}")
     if np.issubdtype(x.dtype, np.integer):
         lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)  # Python ints: no uint64/int64 overflow
         if max(-lo, hi) >= 2**24:

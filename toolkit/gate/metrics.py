@@ -141,8 +141,13 @@ def check_limit(metric_name: str, kind_name: str, limit, *, in_policy: bool = Fa
                           f"use {' or '.join(fits)}")
     try:
         value = float(limit)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{label(kind)} {metric.name}: the limit must be a number, got {limit!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
+        try:
+            shown = repr(limit)
+        except ValueError:  # an integer too long for str() (Python's int-string limit)
+            shown = f"a {type(limit).__name__} too long to print"
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise ConfigError(f"{label(kind)} {metric.name}: the limit must be a number, got {shown}") from None
     lo, hi = (0.0, metric.hi - metric.lo) if kind.relative else (metric.lo, metric.hi)
     if not lo <= value <= hi:  # also refuses NaN
         raise ConfigError(f"{label(kind)} {metric.name}={limit}: the limit must lie in [{lo:g}, {hi:g}]")

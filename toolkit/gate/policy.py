@@ -98,9 +98,12 @@ class GatePolicy(BaseModel):
 
     def resolved(self, base: Path) -> "GatePolicy":
         """A copy with relative ``baseline`` / ``audit_config`` paths made absolute against ``base``."""
-        upd = {k: str((base / getattr(self, k)).resolve())
-               for k in ("baseline", "audit_config")
-               if getattr(self, k) is not None and not Path(getattr(self, k)).is_absolute()}
+        try:
+            upd = {k: str((base / getattr(self, k)).resolve())
+                   for k in ("baseline", "audit_config")
+                   if getattr(self, k) is not None and not Path(getattr(self, k)).is_absolute()}
+        except (OSError, ValueError) as exc:  # a NUL byte in a path, a name too long...
+            raise ConfigError(f"gate policy: baseline / audit_config is not a usable path: {exc}") from None
         return self.model_copy(update=upd)
 
     def thresholds(self) -> list[Threshold]:

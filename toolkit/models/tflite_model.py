@@ -62,15 +62,18 @@ class TFLiteModel:
 
             try:
                 with _quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                    self._interp = Interpreter(model_content=self.content, num_threads=self.threads)
+                    interp = Interpreter(model_content=self.content, num_threads=self.threads)
+                # Tensor details decode names and parameters from the flatbuffer: a corrupt one fails here
+                # (e.g. UnicodeDecodeError for a mangled tensor name).
+                inputs = interp.get_input_details()
+                outputs = interp.get_output_details()
             except Exception as exc:
-                raise ArtifactError(f"{self.name}: LiteRT cannot load the model: "
+                raise ArtifactError(f"{self.name}: LiteRT cannot load the model: {type(exc).__name__}: "
                                     f"{' '.join(str(exc).split())[:300]}") from None
-            inputs = self._interp.get_input_details()
-            outputs = self._interp.get_output_details()
             if len(inputs) != 1 or len(outputs) != 1:
                 raise ArtifactError(f"{self.name}: expected a model with 1 input and 1 output, got {len(inputs)} "
                                     f"and {len(outputs)}")
+            self._interp = interp
         return self._interp
 
     @property
