@@ -783,8 +783,7 @@ class Lane(threading.Thread):
         try:
             while True:
                 if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                    proc.kill()
-                    proc.wait()
+                    _kill_group(proc)
                     return self._died(current, start, f"hang: no verdict within {CASE_TIMEOUT_S} s (worker killed)")
                 chunk = os.read(proc.stdout.fileno(), 65536)
                 if not chunk:
@@ -797,9 +796,13 @@ class Lane(threading.Thread):
                 buf += chunk
                 while b"\n" in buf:
                     line, buf = buf.split(b"\n", 1)
-                    if not line.startswith(b"{"):
+                    at = line.find(b'{"')  # a native library may have written to stdout without a newline
+                    try:
+                        msg = json.loads(line[at:]) if at >= 0 else None
+                    except ValueError:
+                        msg = None
+                    if not isinstance(msg, dict):
                         continue
-                    msg = json.loads(line)
                     if "start" in msg:
                         current = msg["start"]
                         deadline = time.monotonic() + CASE_TIMEOUT_S + 15
@@ -810,8 +813,7 @@ class Lane(threading.Thread):
                         deadline = time.monotonic() + 60
         finally:
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                _kill_group(proc)
             proc.stdout.close()
             log.close()
 
@@ -828,6 +830,17 @@ class Lane(threading.Thread):
             res.status = f"isolated-{status}"  # the unisolated worker died, the isolated CLI did not
         self.results[case.id] = res
         return index + 1
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill a worker and what it started (an isolation subprocess); the worker leads its own session."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def run_cases(cases: list[Case], scratch: Path, lanes: int = 2) -> list[Result]:

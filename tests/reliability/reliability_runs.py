@@ -43,7 +43,8 @@ SMALL_RUN = TINY_RUN.replace("""  - method: safecompress
 
 #: Keys whose values legitimately differ between two runs of the same command (plus any key naming seconds:
 #: train_seconds, compress_seconds, extra.seconds_per_epoch...).
-VOLATILE_KEYS = {"timings", "provenance", "seconds", "files", "created"}
+VOLATILE_KEYS = {"timings", "provenance", "seconds", "files", "created",
+                 "trained_now"}  # reference models trained by this invocation (fewer on resume: cached)
 
 
 def normalize(obj, out_dir: Path | str | None = None):

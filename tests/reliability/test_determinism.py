@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import numpy as np
-from reliability_runs import ROOT, first_difference, normalize, run_env, run_to_end
+import pytest
+from reliability_runs import ROOT, SMALL_RUN, first_difference, normalize, run_env, run_to_end
 
 
 def test_two_runs_same_seed_identical_reports(tiny_config, tiny_reference_run, tmp_path):
@@ -68,3 +69,17 @@ def test_seed_changes_the_split(tmp_path):
     a = make_split(ds, 200, 200, 200, seed=3).to_manifest()
     b = make_split(ds, 200, 200, 200, seed=4).to_manifest()
     assert a["manifest_sha256"] != b["manifest_sha256"]
+
+
+@pytest.mark.slow
+def test_two_runs_with_every_kind_of_candidate_identical(tmp_path):
+    """Keras dense model, TFLite converter, torch.ao -> .ptl and SafeCompress: two uninterrupted runs of one
+    config give identical reports and byte-identical artifacts."""
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL_RUN)
+    a_out, b_out = tmp_path / "a", tmp_path / "b"
+    a, b = run_to_end(cfg, a_out), run_to_end(cfg, b_out)
+    na, nb = normalize(a, a_out), normalize(b, b_out)
+    assert na == nb, f"reports differ at {first_difference(na, nb)}"
+    for c in [*a["candidates"], *a["dense_models"].values()]:
+        assert (a_out / c["artifact"]).read_bytes() == (b_out / c["artifact"]).read_bytes(), c["name"]

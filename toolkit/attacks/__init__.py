@@ -92,6 +92,19 @@ def parse_attack_names(spec: str | Iterable[str] | None) -> list[str] | None:
     return names
 
 
+def validate_attack_field(value):
+    """A pydantic field validator body for a list of attack names: ``value`` unchanged, or ValueError (which
+    pydantic turns into a one-line message naming the key) for an unknown or repeated name."""
+    from toolkit.errors import SafeCompressError
+
+    if value is not None:
+        try:
+            parse_attack_names(list(value))
+        except SafeCompressError as exc:  # unknown / repeated name -> a validation error naming the key
+            raise ValueError(str(exc)) from None
+    return value
+
+
 def check_needs(names: Iterable[str], available: set[str]) -> None:
     """Raise :class:`AttackError` for the first named attack whose needs ``available`` does not meet."""
     for name in names:

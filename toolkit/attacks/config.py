@@ -48,14 +48,9 @@ class AuditConfig(BaseModel):
     @field_validator("attacks")
     @classmethod
     def _known_attacks(cls, v):
-        if v is not None:
-            from toolkit.attacks import parse_attack_names
+        from toolkit.attacks import validate_attack_field
 
-            try:
-                parse_attack_names(list(v))
-            except ConfigError as exc:  # UnknownNameError -> a validation error naming the key
-                raise ValueError(str(exc)) from None
-        return v
+        return validate_attack_field(v)
 
     def resolved(self, base: Path) -> "AuditConfig":
         """A copy with relative paths made absolute against ``base``."""

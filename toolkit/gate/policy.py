@@ -87,14 +87,9 @@ class GatePolicy(BaseModel):
     @field_validator("attacks")
     @classmethod
     def _known_attacks(cls, v):
-        if v is not None:
-            from toolkit.attacks import parse_attack_names
+        from toolkit.attacks import validate_attack_field
 
-            try:
-                parse_attack_names(list(v))
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return validate_attack_field(v)
 
     def resolved(self, base: Path) -> "GatePolicy":
         """A copy with relative ``baseline`` / ``audit_config`` paths made absolute against ``base``."""

@@ -27,6 +27,20 @@ def _pin(threads: int | None) -> None:
             sys.modules["torch"].set_num_threads(threads)
 
 
+def _fresh_keras_names() -> None:
+    """Reset Keras's process-wide layer-name counters (``sequential_2/dense_5``...) at the start of a job.
+
+    The names end up in exported artifacts (TFLite tensor names, hence their bytes and sha256) and in reports
+    (converter notes, per-layer stats). Without a reset they depend on how many Keras models earlier jobs
+    built in the same process, so a resumed run (which skips finished jobs) or another executor would write
+    different artifacts than an uninterrupted in-process run.
+    """
+    import sys
+
+    if "tf_keras" in sys.modules:
+        sys.modules["tf_keras"].backend.clear_session()
+
+
 def train_dense(spec: dict, framework: str, recipe: dict, x: np.ndarray, y: np.ndarray, threads: int | None = None):
     """Train the dense reference model; files: ``model.<weights>`` + its JSON spec sidecar."""
     from toolkit.executors import JobResult, job_output_dir
@@ -34,6 +48,7 @@ def train_dense(spec: dict, framework: str, recipe: dict, x: np.ndarray, y: np.n
     from toolkit.models import ModelSpec, TrainRecipe, save_model, train_reference_model
 
     _pin(threads)
+    _fresh_keras_names()
     spec_o, recipe_o = ModelSpec(**spec), TrainRecipe(**recipe)
     seed_everything(recipe_o.seed)
     t0 = time.perf_counter()
@@ -57,6 +72,7 @@ def make_candidate(name: str, source: str, params: dict, dense_weights: str, dat
     from toolkit.select.sources import make_candidate as produce
 
     _pin(threads)
+    _fresh_keras_names()
     dense, _spec = load_model(dense_weights)
     recipe_o = TrainRecipe(**recipe)
     seed_everything(recipe_o.seed)
@@ -83,6 +99,7 @@ def export_dense(dense_weights: str, fmt: str, mode: str, sample_x: np.ndarray, 
     from toolkit.models import load_model
 
     _pin(threads)
+    _fresh_keras_names()
     dense, _ = load_model(dense_weights)
     info = exporters.export(dense, fmt, job_output_dir() / f"model.{fmt}", sample_x, mode=mode)
     return JobResult({"export": {k: v for k, v in info.to_dict().items() if k != "path"},

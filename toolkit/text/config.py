@@ -127,14 +127,9 @@ class AuditSection(_Strict):
     @field_validator("attacks")
     @classmethod
     def _known(cls, v):
-        if v is not None:
-            from toolkit.attacks import parse_attack_names
+        from toolkit.attacks import validate_attack_field
 
-            try:
-                parse_attack_names(list(v))
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        return v
+        return validate_attack_field(v)
 
 
 class TextPipelineConfig(_Strict):
