@@ -10,8 +10,6 @@ memory-planned for that upper bound) -> ``to_edge_transform_and_lower(partitione
 
 from __future__ import annotations
 
-import logging
-import warnings
 
 import numpy as np
 
@@ -23,15 +21,11 @@ MAX_BATCH = 1024
 
 
 def _imports():
-    with warnings.catch_warnings(), quiet():
-        warnings.simplefilter("ignore")
-        level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-        try:
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-            from executorch.exir import to_edge_transform_and_lower
-        finally:
-            logging.getLogger().setLevel(level)
+    from toolkit.frameworks import quiet_import
+
+    with quiet(), quiet_import():
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
     return XnnpackPartitioner, to_edge_transform_and_lower
 
 

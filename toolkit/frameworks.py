@@ -66,6 +66,24 @@ def _quiet_native_stderr():
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def quiet_import():
+    """Import a chatty native package (ExecuTorch, its XNNPACK backend): its warnings, root-logger messages
+    below ERROR and fd-2 start-up notices are dropped; import errors still propagate."""
+    import logging
+    import warnings
+
+    root = logging.getLogger()
+    level = root.level
+    with _quiet_native_stderr(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            root.setLevel(level)
+
+
 @cache
 def tf():
     """The ``tensorflow`` module, configured (legacy Keras, pinned threads, quiet logs)."""

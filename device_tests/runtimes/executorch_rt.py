@@ -20,20 +20,11 @@ _DTYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np
 
 def _quiet_imports():
     """Import ExecuTorch's runtime with its native start-up chatter (cpuinfo lines on fd 2) silenced."""
-    import logging
-    import warnings
-
-    from toolkit.frameworks import _quiet_native_stderr, torch
+    from toolkit.frameworks import quiet_import, torch
 
     torch()
-    with _quiet_native_stderr(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-        try:
-            from executorch.runtime import Runtime as ETRuntime, Verification
-        finally:
-            logging.getLogger().setLevel(level)
+    with quiet_import():
+        from executorch.runtime import Runtime as ETRuntime, Verification
     return ETRuntime, Verification
 
 
