@@ -25,6 +25,11 @@ candidates:
   - method: tflite_dynamic
   - method: safecompress
     params: {density: 0.3, rounds: 1, epochs_per_round: 1.0, fine_tune_epochs: 0.25, attack_epochs: 5}
+  - method: pr_dp
+    params: {density: 0.3, epochs: 1, lr: 0.5}
+  - method: kd_none
+    framework: keras
+    params: {density: 0.3, epochs: 2}
 selection: {attack_epochs: 10, attack_fine_tune_epochs: 2}
 final_audit: {attacks: [loss, entropy, compleak_sr], n_bootstrap: 20}
 """
@@ -103,7 +108,7 @@ def test_run_end_to_end_and_resume(tmp_path):
     assert report["schema"] == "safecompress.run/1"
     names = [c["name"] for c in report["candidates"]]
     assert names == ["torch_global_unstructured-sparsity0.5", "torch_global_unstructured-sparsity0.9",
-                     "tflite_dynamic", "safecompress"]
+                     "tflite_dynamic", "safecompress", "pr_dp", "kd_none"]
     for c in report["candidates"]:
         for key in ("name", "backend", "method", "params", "accuracy", "mia_accuracy", "tm_score", "bytes",
                     "artifact", "attacks", "stats"):
@@ -113,6 +118,9 @@ def test_run_end_to_end_and_resume(tmp_path):
     by = {c["name"]: c for c in report["candidates"]}
     assert by["tflite_dynamic"]["backend"] == "tflite" and by["tflite_dynamic"]["format"] == "tflite"
     assert by["safecompress"]["method"].startswith("safecompress")
+    # the paper's baselines run as candidates too: Pr-DP (Opacus) on torch, a distilled Keras student to TFLite
+    assert by["pr_dp"]["stats"]["sparsity"] >= 0.69 and by["pr_dp"]["format"] == "onnx"
+    assert by["kd_none"]["format"] == "tflite" and by["kd_none"]["bytes"] < 0.5 * report["dense_models"]["keras"]["bytes"]
     assert by["torch_global_unstructured-sparsity0.9"]["stats"]["sparsity"] >= 0.89
     assert report["selected"] == max(report["candidates"], key=lambda c: c["tm_score"])["name"]
     assert {a["name"] for a in report["final_audit"]["attacks"]} == {"loss", "entropy", "compleak_sr"}
