@@ -74,3 +74,18 @@ def test_metrics_refuse_one_sided_or_non_finite_scores():
         metrics.auc(np.ones(3), np.ones(3, bool))
     with pytest.raises(AttackError, match="non-finite"):
         metrics.auc(np.array([np.nan, 1.0]), np.array([True, False]))
+
+
+def test_weighted_roc_equals_the_resample_it_stands_for():
+    """The bootstrap passes resample multiplicities as sklearn sample weights: same AUC and TPRs as the resample."""
+    from toolkit.attacks.metrics import _point
+
+    rng = np.random.default_rng(3)
+    s = np.round(rng.normal(size=400), 1)  # rounded: many ties between members and non-members
+    m = rng.random(400) < 0.5
+    for _ in range(5):
+        idx = rng.integers(0, 400, 400)
+        weight = np.bincount(idx, minlength=400).astype(float)
+        direct, weighted = _point(s[idx], m[idx]), _point(s, m, weight)
+        assert abs(direct[0] - weighted[0]) < 1e-12
+        np.testing.assert_allclose(direct[1], weighted[1], atol=1e-12)
