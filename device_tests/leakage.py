@@ -7,7 +7,8 @@ plus labels (and, for LiRA/RMIA/shadow, reference models the auditor trains itse
 
 Order of work, cheapest checks first: attack names and their needs; data hygiene (NaN/inf, shapes, labels,
 member/non-member overlap by content hash, population overlap); then batched queries (the output matrices are
-filled batch by batch; nothing larger than one batch of inputs is materialized beyond the arrays given);
+filled batch by batch, members and non-members separately: without reference models nothing larger than one
+batch of inputs is materialized beyond the arrays given);
 then reference models (cached), attacks and metrics. With ``out_dir`` it writes ``report.json``, ``roc.png``
 (log-log ROC per attack, as in the LiRA paper) and ``risk.csv`` (per-sample scores), each atomically.
 """
@@ -137,14 +138,16 @@ def audit(target: Any, members: tuple[np.ndarray, np.ndarray], nonmembers: tuple
     if xm.shape[1:] != xn.shape[1:]:
         raise DataError(f"members have sample shape {xm.shape[1:]} but non-members {xn.shape[1:]}")
     assert_disjoint(xm, xn, "members", "non-members")
-    x = np.concatenate([xm, xn])
+    # Members and non-members are queried separately: no concatenated copy of the inputs (audit memory grows
+    # with the outputs, not with a second copy of the data).
     y = np.concatenate([ym, yn])
     membership = np.concatenate([np.ones(len(ym), bool), np.zeros(len(yn), bool)])
     if population is not None:
         xp, yp = _arrays(population, "population")
-        if xp.shape[1:] != x.shape[1:]:
-            raise DataError(f"population samples have shape {xp.shape[1:]}, the audited ones {x.shape[1:]}")
-        assert_disjoint(x, xp, "the audited points", "the population")
+        if xp.shape[1:] != xm.shape[1:]:
+            raise DataError(f"population samples have shape {xp.shape[1:]}, the audited ones {xm.shape[1:]}")
+        for part in (xm, xn):
+            assert_disjoint(part, xp, "the audited points", "the population")
 
     if isinstance(references, Mapping):
         ref_names, references = [str(k) for k in references], list(references.values())
@@ -161,26 +164,29 @@ def audit(target: Any, members: tuple[np.ndarray, np.ndarray], nonmembers: tuple
     n_classes = int(n_classes) if isinstance(n_classes, (int, np.integer)) else None
     if n_classes is not None and y.max() >= n_classes:
         raise DataError(f"label {int(y.max())} is outside the model's {n_classes} classes (0..{n_classes - 1})")
-    _check_input_shape(target_model, x, "target")
+    _check_input_shape(target_model, xm, "target")
+
+    def query_all(model, what, classes):
+        first = query(model, xm, what, classes, batch_size)
+        return np.concatenate([first, query(model, xn, what, first.shape[1], batch_size)])
 
     t_query = time.perf_counter()
-    probs = query(target_model, x, "target", n_classes, batch_size)
+    probs = query_all(target_model, "target", n_classes)
     n_classes = probs.shape[1]
     if y.max() >= n_classes:
         raise DataError(f"label {int(y.max())} is outside the model's {n_classes} classes (0..{n_classes - 1})")
     versions = None
     if ref_models:
         for n, (m, _) in zip(ref_names, ref_models):
-            _check_input_shape(m, x, f"reference {n}")
-        versions = np.stack([query(m, x, f"reference {n}", n_classes, batch_size)
-                             for n, (m, _) in zip(ref_names, ref_models)])
+            _check_input_shape(m, xm, f"reference {n}")
+        versions = np.stack([query_all(m, f"reference {n}", n_classes) for n, (m, _) in zip(ref_names, ref_models)])
     query_seconds = time.perf_counter() - t_query
 
     fields: dict[str, Any] = {}
     t_ref = time.perf_counter()
-    if reference_pool is not None:
-        fields = _reference_fields(reference_pool, target_model, x, y, population, population_z, seed,
-                                   n_classes, batch_size)
+    if reference_pool is not None:  # reference models train and query on the audited points as one set
+        fields = _reference_fields(reference_pool, target_model, np.concatenate([xm, xn]), y, population,
+                                   population_z, seed, n_classes, batch_size)
     ref_seconds = time.perf_counter() - t_ref
 
     known = known_mask(membership, seed)

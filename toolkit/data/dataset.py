@@ -34,12 +34,17 @@ def row_hashes(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
 def content_sha256(x: np.ndarray, y: np.ndarray) -> str:
     """One hash of a whole data set (features as float32, labels as int64, shapes included)."""
     h = hashlib.sha256()
-    xa = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    ya = np.ascontiguousarray(np.asarray(y, dtype=np.int64))
-    h.update(repr(xa.shape).encode())
-    h.update(xa.tobytes())
-    h.update(ya.tobytes())
+    x = np.asarray(x)
+    h.update(repr(x.shape).encode())
+    # Row chunks, so hashing a large audit set needs one chunk of extra memory, not a copy of the whole set
+    # (the digest is the same as hashing all bytes at once).
+    for start in range(0, len(x), _HASH_ROWS):
+        h.update(np.ascontiguousarray(x[start:start + _HASH_ROWS], dtype=np.float32).data)
+    h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).data)
     return h.hexdigest()
+
+
+_HASH_ROWS = 4096
 
 
 def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +73,12 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
         x = x.astype(np.int64, copy=False)
     else:
         x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).reshape(len(x), -1).any(axis=1).sum())
-        raise DataError(f"{what}: {bad} sample(s) contain NaN or inf")
+    if x.dtype.kind == "f":
+        # In row chunks: a whole-array mask would cost a byte per feature of the (possibly large) set.
+        bad = sum(int((~np.isfinite(x[i:i + _HASH_ROWS])).reshape(min(_HASH_ROWS, len(x) - i), -1).any(axis=1).sum())
+                  for i in range(0, len(x), _HASH_ROWS))
+        if bad:
+            raise DataError(f"{what}: {bad} sample(s) contain NaN or inf")
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or not np.all(np.mod(y, 1) == 0):
             raise DataError(f"{what}: labels must be integer class indices")
