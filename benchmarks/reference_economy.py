@@ -68,7 +68,7 @@ def run(quick: bool = False, log=print) -> dict:
     tpr_ratio = rmia["tpr@0.1%"] / lira["tpr@0.1%"] if lira["tpr@0.1%"] > 0 else None
     time_ratio = seconds[2] / seconds[16]
     per_model = (seconds[16] - seconds[2]) / 14  # the slope of wall time in the model count
-    fixed = seconds[2] - 2 * per_model  # per-pool work that does not grow with the count (hashing, set-up)
+    fixed = seconds[2] - 2 * per_model  # intercept: per-pool work (hashing, set-up); noise can make it negative
     figures = [
         figure("TPR@0.1%FPR rmia(2)/lira_offline(16)", tpr_ratio, ">= 1",
                f"RMIA(2) TPR@0.1% {rmia['tpr@0.1%']} (CI {rmia['tpr@0.1%_ci95']}) vs offline LiRA(16) "
@@ -78,9 +78,9 @@ def run(quick: bool = False, log=print) -> dict:
                note=f"AUC {rmia['auc']} vs {lira['auc']}"),
         figure("ref. training time 2/16 models", time_ratio, "<= 1/8",
                f"2 models {seconds[2]:.1f}s vs 16 models {seconds[16]:.1f}s: training is linear in the model count "
-               f"({per_model:.2f}s per model) plus {fixed:.2f}s per pool that does not shrink with it (content hashes of "
-               "pool and queries, disjointness check, executor set-up), so 2/16 sits at or just above 1/8; "
-               "shared-machine noise decides the side of the line"),
+               f"({per_model:.2f}s per model) with an intercept of {fixed:.2f}s per pool (content hashes of pool and "
+               "queries, disjointness check, executor set-up: work that 2 models pay as much as 16), so 2/16 sits "
+               "at or just above 1/8; shared-machine noise decides the side of the line"),
     ]
     return {"figures": figures,
             "details": {"setting": {"data": "fashion_mnist", "arch": "mlp", "members": members, "nonmembers": nonmembers,
