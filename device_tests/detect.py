@@ -29,8 +29,9 @@ _PTE_ID = re.compile(rb"ET\d\d")
 def _zip_format(content: bytes, name: str) -> str:
     try:
         names = zipfile.ZipFile(io.BytesIO(content)).namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ArtifactError(f"{name}: a corrupt zip archive ({exc}); safe formats: {SAFE_FORMATS}") from None
+    except Exception as exc:  # BadZipFile, OSError, EOFError, NotImplementedError ("zip file version 14.6")...
+        raise ArtifactError(f"{name}: a corrupt zip archive ({' '.join(str(exc).split())[:200]}); "
+                            f"safe formats: {SAFE_FORMATS}") from None
     base = {n.split("/", 1)[-1] for n in names}
     if "bytecode.pkl" in base:
         return "ptl"

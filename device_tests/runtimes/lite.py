@@ -40,7 +40,6 @@ class LiteInterpreterRuntime(Runtime):
 
         super().__init__(path, content, batch_size, threads)
         self._torch = torch()
-        self._torch.set_num_threads(self.threads)
         from torch.jit.mobile import _load_for_lite_interpreter
 
         try:
@@ -63,8 +62,15 @@ class LiteInterpreterRuntime(Runtime):
 
     def _run(self, xb: np.ndarray) -> np.ndarray:
         t = self._torch
-        with t.no_grad():
-            out = self.module(t.from_numpy(xb))
+        # The lite interpreter shares torch's process-wide thread pool: pin it for this call only, so a
+        # runtime opened with threads=k does not change the numerics of later torch work in this process.
+        before = t.get_num_threads()
+        t.set_num_threads(self.threads)
+        try:
+            with t.no_grad():
+                out = self.module(t.from_numpy(xb))
+        finally:
+            t.set_num_threads(before)
         if not isinstance(out, t.Tensor):
             raise ArtifactError(f"{self.name}: forward returned {type(out).__name__}, not a tensor")
         return out.detach().float().numpy()

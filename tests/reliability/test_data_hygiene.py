@@ -245,3 +245,36 @@ def test_every_hygiene_error_is_one_line(xy):
             _audit(members, (x[16:], y[16:]))
         assert "\n" not in str(info.value)
     assert Path(ONNX).is_file()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**64, 10**30])
+def test_out_of_range_seeds_are_config_errors(seed, tmp_path):
+    """A seed numpy or torch cannot take (negative, beyond 64 bits) is refused when the config is read, not
+    after training started (it used to surface as an internal error, exit 3)."""
+    from toolkit.config_io import load_config
+    from toolkit.gate.policy import load_policy
+    from toolkit.select.config import RunConfig
+
+    for body, load in ((f"seed: {seed}\n", lambda p: load_config(p, RunConfig, "run config")),
+                       (f"train: {{seed: {seed}}}\n", lambda p: load_config(p, RunConfig, "run config")),
+                       (f"candidates: [{{method: torch_global_unstructured, params: {{seed: {seed}}}}}]\n",
+                        None),
+                       (f"seed: {seed}\n", load_policy)):
+        p = tmp_path / "c.yaml"
+        p.write_text(body)
+        if load is None:  # method params are validated by the method's config class
+            from toolkit.compress import as_config
+
+            with pytest.raises(ConfigError, match="seed"):
+                as_config({"method": "torch_global_unstructured", "sparsity": 0.5, "seed": seed})
+            continue
+        with pytest.raises(ConfigError, match="seed"):
+            load(p)
+
+
+def test_cli_negative_seed_exits_2(xy, tmp_path):
+    x, y = xy
+    np.savez(tmp_path / "m.npz", x=x[:16], y=y[:16])
+    np.savez(tmp_path / "n.npz", x=x[16:], y=y[16:])
+    _one_error_line(_cli("audit", ONNX, "--members", tmp_path / "m.npz", "--nonmembers", tmp_path / "n.npz",
+                         "--attacks", "loss", "--seed", "-1"), "--seed")

@@ -24,8 +24,8 @@ import reliability_fuzz as fz
 #: Cases per format in the default set (>= 1,000 in all, ~1 minute on 2 cores).
 DEFAULT = {"tflite": 160, "onnx": 200, "ptl": 80, "pte": 60, "npz": 200, "run_config": 130, "gate_policy": 100,
            "audit_config": 80}
-#: The slow set: ten times as many, other seeds.
-SLOW = {k: 10 * v for k, v in DEFAULT.items()}
+#: The slow set: twenty times as many (~20,000 cases, ~5 minutes on 2 cores), another seed.
+SLOW = {k: 20 * v for k, v in DEFAULT.items()}
 #: Real-CLI replays per format (a sample of the generated cases).
 CLI_SAMPLE = {"tflite": 7, "onnx": 7, "ptl": 2, "npz": 5, "gate_policy": 3, "audit_config": 2, "run_config": 2}
 
@@ -111,6 +111,8 @@ def test_fuzz_cli_sample(default_fuzz):
     cli_dir = scratch / "cli"
     cli_dir.mkdir(exist_ok=True)
     jobs = [(c, args) for c in picked for args in fz.cli_args_for(c, cli_dir)]
+    for target in fz.ARTIFACTS:  # `inspect` too (loads without querying)
+        jobs += [(c, ["inspect", c.path]) for c in [c for c in picked if c.target == target][:1]]
     with ThreadPoolExecutor(2) as pool:
         checks = list(pool.map(lambda job: fz.cli_check(job[1]), jobs))
     bad = [(c.id, chk) for (c, _), chk in zip(jobs, checks) if not chk["ok"]]
@@ -145,7 +147,7 @@ def test_mutations_are_reproducible(tmp_path):
 
 @pytest.mark.slow
 def test_fuzz_slow_set(tmp_path):
-    """Ten times the default number of cases, with other seeds (about 10,000 cases, 15-20 minutes)."""
+    """Twenty times the default number of cases, with another seed."""
     cases = fz.generate(SLOW, tmp_path / "cases", seed=1, isolate_every={"tflite": 10, "ptl": 50, "pte": 200})
     results = fz.run_cases(cases, tmp_path / "run")
     assert len(results) == len(cases)

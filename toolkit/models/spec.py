@@ -61,7 +61,7 @@ class TrainRecipe(_Strict):
     overfit: bool = False
     overfit_epochs: int = Field(100, ge=1)
     overfit_lr: float = Field(0.05, gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @property
     def effective_epochs(self) -> int:

@@ -106,7 +106,7 @@ class ExecutorSection(_Section):
 
 
 class RunConfig(_Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the split, training, attacks (32-bit)")
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     train: TrainRecipe = TrainRecipe(epochs=30)

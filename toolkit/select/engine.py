@@ -142,6 +142,9 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for p in [*out.rglob(".tmp-*"), *out.rglob(".*.tmp")]:
+        if p.is_file():  # temp files of atomic writes that a killed earlier run left behind; never read
+            p.unlink(missing_ok=True)
     seed = config.seed
     seed_everything(seed)
     timings: dict[str, float] = {}
@@ -348,7 +351,12 @@ def _final_audit(config: RunConfig, out: Path, chosen: dict, dense: dict, data, 
     report = audit(out / chosen["artifact"], (members.x, members.y), (nonmembers.x, nonmembers.y),
                    references=references, attacks=attacks, reference_pool=pool, population=population, seed=seed,
                    out_dir=out / "final_audit", n_bootstrap=config.final_audit.n_bootstrap)
-    # Paths inside the nested report are made relative to the run directory.
+    # Paths inside the nested report are made relative to the run directory: the report does not depend on
+    # where the run directory lives (a moved or resumed run gives the same report).
+    for entry in (report["artifact"], *report["references"]):
+        if entry.get("path"):
+            entry["path"] = str(Path(entry["path"]).resolve().relative_to(out.resolve()))
+    report["files"] = {k: str(Path(v).resolve().relative_to(out.resolve())) for k, v in (report.get("files") or {}).items()}
     report["roc_png"] = "final_audit/roc.png"
     return report
 
