@@ -10,7 +10,9 @@ import numpy as np
 def _load_pair(path: Path, what: str) -> tuple[np.ndarray, np.ndarray]:
     from toolkit.io import load_npz
 
-    arrays = load_npz(path)
+    # x is read from the file a batch at a time (hashing, checks, queries): memory does not grow with the
+    # number of queries beyond their outputs.
+    arrays = load_npz(path, rows=("x",))
     return arrays["x"], arrays["y"]
 
 

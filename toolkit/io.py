@@ -133,8 +133,11 @@ def check_input_file(path: str | os.PathLike, what: str, error: type = ArtifactE
     return p
 
 
-def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y")) -> dict[str, np.ndarray]:
-    """Load an ``.npz`` holding at least ``keys`` without ever unpickling (object arrays are refused)."""
+def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y"), rows: tuple[str, ...] = ()) -> dict:
+    """Load an ``.npz`` holding at least ``keys`` without ever unpickling (object arrays are refused).
+
+    Arrays named in ``rows`` are not loaded: they come back as :class:`~toolkit.data.rows.NpzRows`, read from
+    the file a block of rows at a time (audits of large query sets)."""
     p = check_input_file(path, "data file", DataError)
     _check_npz_arrays(p)
     try:
@@ -142,7 +145,12 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y")) -> dic
             missing = [k for k in keys if k not in npz.files]
             if missing:
                 raise DataError(f"{p} lacks array(s) {', '.join(missing)}; it holds: {', '.join(npz.files) or 'nothing'}")
-            return {k: np.asarray(npz[k]) for k in npz.files}
+            out = {k: np.asarray(npz[k]) for k in npz.files if k not in rows}
+        if rows:
+            from toolkit.data.rows import NpzRows
+
+            out.update({k: NpzRows(p, k) for k in rows})
+        return out
     except DataError:
         raise
     except ValueError as exc:

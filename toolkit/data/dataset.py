@@ -21,21 +21,38 @@ def row_hashes(x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
 
     Used to detect the same sample on both sides of a membership split, whatever its index.
     """
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
     out = np.empty(len(x), dtype=object)
-    for i, row in enumerate(x):
-        h = hashlib.sha256(row.tobytes())
-        if y is not None:
-            h.update(np.int64(y[i]).tobytes())
-        out[i] = h.hexdigest()
+    for start, block in _float_blocks(x):
+        for i, row in enumerate(block, start):
+            h = hashlib.sha256(row.data)
+            if y is not None:
+                h.update(np.int64(y[i]).tobytes())
+            out[i] = h.hexdigest()
     return out
+
+
+def row_digests(x) -> np.ndarray:
+    """The first 16 bytes of each sample's :func:`row_hashes` digest, as a compact ``S16`` array (overlap
+    checks of large audit sets: 16 bytes a row instead of a Python string)."""
+    out = np.empty(len(x), dtype="S16")
+    for start, block in _float_blocks(x):
+        for i, row in enumerate(block, start):
+            out[i] = hashlib.sha256(row.data).digest()[:16]
+    return out
+
+
+def _float_blocks(x, rows: int = 4096):
+    """``(start, block)``: ``x`` (an array or file-backed rows) as contiguous float32 ``(k, features)`` blocks."""
+    for start in range(0, len(x), rows):
+        block = np.asarray(x[start:start + rows], dtype=np.float32)
+        yield start, np.ascontiguousarray(block.reshape(len(block), -1))
 
 
 def content_sha256(x: np.ndarray, y: np.ndarray) -> str:
     """One hash of a whole data set (features as float32, labels as int64, shapes included)."""
     h = hashlib.sha256()
-    x = np.asarray(x)
-    h.update(repr(x.shape).encode())
+    x = x if hasattr(x, "shape") else np.asarray(x)  # arrays and file-backed rows alike, read in chunks
+    h.update(repr(tuple(x.shape)).encode())
     # Row chunks, so hashing a large audit set needs one chunk of extra memory, not a copy of the whole set
     # (the digest is the same as hashing all bytes at once).
     for start in range(0, len(x), _HASH_ROWS):
@@ -53,6 +70,10 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
     Integer features (token ids) must lie below 2**24 in magnitude: content hashes read features as float32,
     which represents such integers exactly, so hashes of integer and float copies of one sample agree.
     """
+    from toolkit.data.rows import NpzRows
+
+    if isinstance(x, NpzRows):
+        return _validate_rows(x, np.asarray(y), what, n_classes)
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim < 2:
@@ -89,6 +110,31 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
         raise DataError(f"{what}: negative label {int(y.min())}")
     if n_classes is not None and y.max() >= n_classes:
         raise DataError(f"{what}: label {int(y.max())} is outside the model's {n_classes} classes (0..{n_classes - 1})")
+    return x, y
+
+
+def _validate_rows(x, y: np.ndarray, what: str, n_classes: int | None):
+    """:func:`validate_arrays` for rows read from a file (:class:`~toolkit.data.rows.NpzRows`): the same checks,
+    one block of rows at a time; ``x`` comes back as rows read as float32 (int64 for integer features)."""
+    if x.ndim < 2:
+        raise DataError(f"{what}: x must have a sample axis and at least one feature axis, got shape {x.shape}")
+    if x.stored_dtype.kind not in "biuf":
+        raise DataError(f"{what}: x must be numeric (bool, integer or float), got dtype {x.stored_dtype}")
+    integer = x.stored_dtype.kind in "iu"
+    bad = 0
+    for _, block in x.chunks(_HASH_ROWS):
+        if integer:
+            if block.size and max(-int(block.min()), int(block.max())) >= 2**24:
+                raise DataError(f"{what}: integer features must lie below 2**24 in magnitude (token ids, byte codes)")
+        elif x.stored_dtype.kind == "f":
+            bad += int((~np.isfinite(block)).reshape(len(block), -1).any(axis=1).sum())
+    if bad:
+        raise DataError(f"{what}: {bad} sample(s) contain NaN or inf")
+    x.dtype = np.dtype(np.int64 if integer else np.float32)
+    # labels are small: checked as in memory (a one-row stand-in carries the feature checks already done)
+    _, y = validate_arrays(np.zeros((len(y), 1), np.float32), y, what, n_classes)
+    if len(x) != len(y):
+        raise DataError(f"{what}: x has {len(x)} samples but y has {len(y)}")
     return x, y
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.data.dataset import Dataset, content_sha256, row_hashes
+from toolkit.data.dataset import Dataset, content_sha256, row_digests, row_hashes
 from toolkit.errors import DataError
 from toolkit.io import atomic_write_json, check_input_file
 
@@ -34,8 +34,8 @@ MANIFEST_VERSION = 1
 
 def assert_disjoint(x_a: np.ndarray, x_b: np.ndarray, what_a: str = "members", what_b: str = "non-members") -> None:
     """Raise :class:`DataError` if any sample (by feature content) occurs in both arrays."""
-    common = set(row_hashes(x_a)) & set(row_hashes(x_b))
-    if common:
+    common = np.intersect1d(row_digests(x_a), row_digests(x_b))
+    if len(common):
         raise DataError(f"{len(common)} sample(s) occur in both {what_a} and {what_b} (matched by content hash); "
                         "membership cannot be measured on overlapping sets")
 
