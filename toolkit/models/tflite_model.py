@@ -114,8 +114,8 @@ class TFLiteModel:
                                 f"{' '.join(str(exc).split())[:300]}") from None
         self._batch = batch
 
-    def _quantize_input(self, xb: np.ndarray) -> np.ndarray:
-        det = self.input_details
+    def _quantize_input(self, xb: np.ndarray, det: dict | None = None) -> np.ndarray:
+        det = det or self.input_details
         dtype = np.dtype(det["dtype"])
         if dtype in (np.float32, np.float16):
             return xb.astype(dtype)
@@ -125,8 +125,8 @@ class TFLiteModel:
         info = np.iinfo(dtype)
         return np.clip(np.round(xb / scale + zero), info.min, info.max).astype(dtype)
 
-    def _dequantize_output(self, out: np.ndarray) -> np.ndarray:
-        det = self.output_details
+    def _dequantize_output(self, out: np.ndarray, det: dict | None = None) -> np.ndarray:
+        det = det or self.output_details
         scale, zero = det.get("quantization", (0.0, 0))
         if np.issubdtype(out.dtype, np.integer) and scale:
             return (out.astype(np.float32) - zero) * scale
@@ -145,20 +145,23 @@ class TFLiteModel:
         bs = max(1, min(self.batch_size, len(x)))
         self._resize(bs)
         bs = self._batch
-        in_idx, out_idx = self.input_details["index"], self.output_details["index"]
+        # Tensor details are fetched once per call: the interpreter rebuilds them (dicts with quantization
+        # arrays) on every get_*_details(), a cost that showed per batch on small models.
+        in_det, out_det = self.input_details, self.output_details
+        in_idx, out_idx = in_det["index"], out_det["index"]
         outs = []
         for i in range(0, len(x), bs):
             xb = x[i:i + bs]
             n = len(xb)
             if n < bs:  # pad the last batch instead of resizing (a resize re-plans the graph: slow)
                 xb = np.concatenate([xb, np.repeat(xb[-1:], bs - n, axis=0)])
-            interp.set_tensor(in_idx, self._quantize_input(xb))
+            interp.set_tensor(in_idx, self._quantize_input(xb, in_det))
             try:
                 interp.invoke()
             except Exception as exc:  # an op the interpreter cannot run, a bad tensor...
                 raise ArtifactError(f"{self.name}: LiteRT failed to run the model: "
                                     f"{' '.join(str(exc).split())[:300]}") from None
-            outs.append(self._dequantize_output(interp.get_tensor(out_idx))[:n])
+            outs.append(self._dequantize_output(interp.get_tensor(out_idx), out_det)[:n])
         return np.concatenate(outs).reshape(len(x), -1)
 
     @property
