@@ -106,6 +106,9 @@ def load_model(path):
 def train_reference_model(spec: ModelSpec, framework: str, x: np.ndarray, y: np.ndarray, recipe: TrainRecipe):
     """Build with ``recipe.seed`` and train: the one seeded routine behind every target/reference model."""
     model = build_model(spec, framework, seed=recipe.seed)
+    batch = recipe.batch_size_for(getattr(spec, "arch", None))
+    if batch != recipe.batch_size:
+        recipe = recipe.model_copy(update={"batch_size": batch})
     return train_model(model, x, y, recipe)
 
 

@@ -77,7 +77,7 @@ def test_spec_validation():
 @pytest.mark.slow
 @pytest.mark.parametrize("framework,arch", CASES)
 def test_overfit_switch_makes_leakage_measurable(framework, arch):
-    """Fashion-MNIST, 1,000 members: the overfit recipe gives a loss-attack AUC near or above 0.6."""
+    """Fashion-MNIST, 1,000 members: the overfit recipe gives a loss-attack AUC of at least 0.6."""
     from sklearn.metrics import roc_auc_score
 
     from toolkit.data import load_dataset, make_split
@@ -93,5 +93,5 @@ def test_overfit_switch_makes_leakage_measurable(framework, arch):
         return -np.log(np.clip(p[np.arange(len(y)), y], 1e-300, 1))
 
     auc = roc_auc_score(np.r_[np.ones(len(tr.y)), np.zeros(len(te.y))], -np.r_[loss(tr.x, tr.y), loss(te.x, te.y)])
-    # Measured 0.61 (MLP) and 0.59-0.60 (CNN) with seed 0; the MLP carries the issue's 0.6 bar.
-    assert auc >= (0.6 if arch == "mlp" else 0.57), f"{framework}/{arch} loss-attack AUC {auc:.3f}"
+    # Measured with seed 0: MLP 0.61 / 0.61, CNN 0.610 / 0.611 (torch / keras); the issue's bar is 0.6.
+    assert auc >= 0.6, f"{framework}/{arch} loss-attack AUC {auc:.3f}"
