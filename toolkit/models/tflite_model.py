@@ -34,11 +34,11 @@ def to_probabilities(out: np.ndarray, atol: float = 2e-2) -> np.ndarray:
     """
     from scipy.special import softmax
 
-    out = np.asarray(out, dtype=np.float64)
-    if out.size and np.all(out >= -1e-6) and np.allclose(out.sum(axis=1), 1.0, atol=atol):
-        out = np.clip(out, 0.0, None)
-        return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
-    return softmax(out, axis=1).astype(np.float32)
+    out = np.asarray(out, dtype=np.float32)  # float32 is exact enough for sums of a row's probabilities
+    sums = out.sum(axis=1, keepdims=True)
+    if out.size and out.min() >= -1e-6 and np.abs(sums - 1.0).max() <= atol:
+        return np.maximum(out, 0.0) / np.maximum(out, 0.0).sum(axis=1, keepdims=True)
+    return softmax(out.astype(np.float64), axis=1).astype(np.float32)
 
 
 class TFLiteModel:
@@ -118,10 +118,10 @@ class TFLiteModel:
         det = det or self.input_details
         dtype = np.dtype(det["dtype"])
         if dtype in (np.float32, np.float16):
-            return xb.astype(dtype)
+            return xb.astype(dtype, copy=False)
         scale, zero = det.get("quantization", (0.0, 0))
         if not scale:
-            return xb.astype(dtype)
+            return xb.astype(dtype, copy=False)
         info = np.iinfo(dtype)
         return np.clip(np.round(xb / scale + zero), info.min, info.max).astype(dtype)
 
@@ -130,7 +130,7 @@ class TFLiteModel:
         scale, zero = det.get("quantization", (0.0, 0))
         if np.issubdtype(out.dtype, np.integer) and scale:
             return (out.astype(np.float32) - zero) * scale
-        return out.astype(np.float32)
+        return out.astype(np.float32, copy=False)
 
     def predict_raw(self, x: np.ndarray) -> np.ndarray:
         """Outputs as the model emits them (dequantized), in batches of ``batch_size`` (tail padded)."""
