@@ -10,7 +10,6 @@ memory-planned for that upper bound) -> ``to_edge_transform_and_lower(partitione
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from exporters._torch import frozen_copy, example, one_line, probabilities_module, quiet

@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from toolkit.errors import SafeCompressError
+from toolkit.seed import MAX_SEED
 
 app = typer.Typer(
     name="safecompress",
@@ -80,7 +81,7 @@ def data_split(
     nonmembers: Annotated[Optional[float], typer.Option(help="Non-member count/fraction (default: as members).")] = None,
     population: Annotated[Optional[float], typer.Option(help="Population count/fraction (default: the rest).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first LIMIT samples (fashion_mnist).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the split.", min=0, max=2**32 - 1)] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the split.", min=0, max=MAX_SEED)] = 0,
 ):
     """Draw a membership split; write its manifest and members/nonmembers/population .npz files."""
     from toolkit.data.cli import split_command
@@ -99,7 +100,7 @@ def train(
     members: Annotated[float, typer.Option(help="Member count, or fraction if < 1.")] = 1 / 3,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first LIMIT samples.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of split, initialization and data order.",
-                                      min=0, max=2**32 - 1)] = 0,
+                                      min=0, max=MAX_SEED)] = 0,
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/train"),
 ):
     """Train a reference model on the split's members; write weights, split and metrics.json."""
@@ -153,7 +154,7 @@ def audit(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Directory for report.json, report.html, summary.md, roc.png, risk.csv.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the attacker's known half, learned attacks and bootstrap.",
-                                      min=0, max=2**32 - 1)] = 0,
+                                      min=0, max=MAX_SEED)] = 0,
     original: Annotated[bool, typer.Option(
         "--original/--no-original", help="Whether the first --reference is the uncompressed original.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON (only JSON on stdout).")] = False,
@@ -204,7 +205,7 @@ def gate(
     out: Annotated[Optional[Path], typer.Option(
         "--out", help="Directory for report.json, report.html, summary.md, roc.png, risk.csv.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the audit (default: the policy's, else 0).",
-                                                min=0, max=2**32 - 1)] = None,
+                                                min=0, max=MAX_SEED)] = None,
     original: Annotated[bool, typer.Option(
         "--original/--no-original", help="Whether the first --reference is the uncompressed original.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only violations, warnings and the verdict.")] = False,

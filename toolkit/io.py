@@ -161,12 +161,23 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ("x", "y"), rows: 
         raise DataError(f"{p} is not a valid .npz file: {type(exc).__name__}: {exc}") from None
 
 
+def read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` header at ``fh``'s position, leaving ``fh`` at the data.
+    Reads the header only (a literal, parsed without evaluating code); ValueError for a malformed one."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(fh)
+    read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    shape, fortran, dtype = read(fh)
+    return tuple(int(d) for d in shape), bool(fortran), dtype
+
+
 def _check_npz_arrays(p: Path) -> None:
     """Refuse an .npz whose arrays are pickled or declare more than :data:`MAX_ARRAY_BYTES`, reading only the
     .npy headers (a zip-compressed member may decompress to far more than the file's size)."""
     import zipfile
-
-    from numpy.lib import format as npy
 
     try:
         zf = zipfile.ZipFile(p)
@@ -179,9 +190,7 @@ def _check_npz_arrays(p: Path) -> None:
                 continue
             try:
                 with zf.open(info) as fh:
-                    version = npy.read_magic(fh)
-                    read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
-                    shape, _, dtype = read(fh) if read else npy._read_array_header(fh, version)
+                    shape, _, dtype = read_npy_header(fh)
             except Exception:  # a bad header, CRC or compression error: np.load names it below
                 continue
             if dtype.hasobject:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from toolkit.errors import ConfigError
 from toolkit.models.spec import ModelSpec, TrainRecipe
+from toolkit.seed import Seed
 
 
 class AuditConfig(BaseModel):
@@ -43,7 +44,7 @@ class AuditConfig(BaseModel):
     executor: str = Field("inprocess", description="executor of the reference trainings (inprocess, process, ...)")
     workers: int | None = Field(None, ge=1, description="executor workers")
     cache_dir: str | None = Field(None, description="reference-output cache (default: OUT/reference-cache)")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the reference models' data halves and "
+    seed: Seed = Field(0, description="seed of the reference models' data halves and "
                       "initializations")
 
     @field_validator("attacks")

@@ -12,6 +12,7 @@ from typing import Any, Literal, get_origin
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.errors import ConfigError
+from toolkit.seed import Seed
 
 
 class MethodConfig(BaseModel):
@@ -23,8 +24,7 @@ class MethodConfig(BaseModel):
     #: Epochs of fine-tuning on the members after compressing (0 = none; PTQ methods ignore it).
     fine_tune_epochs: int = Field(2, ge=0, description="Epochs of fine-tuning on the members (0 = none)")
     #: Seed of fine-tuning data order and any randomness of the method.
-    seed: int = Field(0, ge=0, le=2**32 - 1,
-                      description="Seed of the fine-tuning data order and of any randomness of the method")
+    seed: Seed = Field(0, description="Seed of the fine-tuning data order and of any randomness of the method")
 
 
 def describe_fields(cls: type[BaseModel]) -> list[dict[str, Any]]:

@@ -41,7 +41,11 @@ def row_digests(x) -> np.ndarray:
     return out
 
 
-def _float_blocks(x, rows: int = 4096):
+#: Rows per block when hashing and checking data sets (bounds the extra memory of those passes).
+_HASH_ROWS = 4096
+
+
+def _float_blocks(x, rows: int = _HASH_ROWS):
     """``(start, block)``: ``x`` (an array or file-backed rows) as contiguous float32 ``(k, features)`` blocks."""
     for start in range(0, len(x), rows):
         block = np.asarray(x[start:start + rows], dtype=np.float32)
@@ -51,17 +55,13 @@ def _float_blocks(x, rows: int = 4096):
 def content_sha256(x: np.ndarray, y: np.ndarray) -> str:
     """One hash of a whole data set (features as float32, labels as int64, shapes included)."""
     h = hashlib.sha256()
-    x = x if hasattr(x, "shape") else np.asarray(x)  # arrays and file-backed rows alike, read in chunks
+    x = x if hasattr(x, "shape") else np.asarray(x)  # arrays and file-backed rows alike
     h.update(repr(tuple(x.shape)).encode())
-    # Row chunks, so hashing a large audit set needs one chunk of extra memory, not a copy of the whole set
-    # (the digest is the same as hashing all bytes at once).
-    for start in range(0, len(x), _HASH_ROWS):
-        h.update(np.ascontiguousarray(x[start:start + _HASH_ROWS], dtype=np.float32).data)
+    # Block by block: one block of extra memory, and the same digest as hashing all bytes at once.
+    for _, block in _float_blocks(x):
+        h.update(block.data)
     h.update(np.ascontiguousarray(np.asarray(y, dtype=np.int64)).data)
     return h.hexdigest()
-
-
-_HASH_ROWS = 4096
 
 
 def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +72,10 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
     """
     from toolkit.data.rows import NpzRows
 
-    if isinstance(x, NpzRows):
-        return _validate_rows(x, np.asarray(y), what, n_classes)
-    x = np.asarray(x)
+    rows = isinstance(x, NpzRows)  # file-backed rows: checked block by block, never loaded whole
+    x = x if rows else np.asarray(x)
     y = np.asarray(y)
+    stored = x.stored_dtype if rows else x.dtype
     if x.ndim < 2:
         raise DataError(f"{what}: x must have a sample axis and at least one feature axis, got shape {x.shape}")
     if y.ndim != 1:
@@ -84,22 +84,15 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
         raise DataError(f"{what}: x has {len(x)} samples but y has {len(y)}")
     if len(x) == 0:
         raise DataError(f"{what}: no samples")
-    if x.dtype.kind not in "biuf":  # complex would be cast to float32 silently, dropping its imaginary part
-        raise DataError(f"{what}: x must be numeric (bool, integer or float), got dtype {x.dtype}")
-    if np.issubdtype(x.dtype, np.integer):
-        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)  # Python ints: no uint64/int64 overflow
-        if max(-lo, hi) >= 2**24:
-            raise DataError(f"{what}: integer features must lie below 2**24 in magnitude (token ids, byte codes), "
-                            f"got {hi if hi >= -lo else lo}")
-        x = x.astype(np.int64, copy=False)
+    if stored.kind not in "biuf":  # complex would be cast to float32 silently, dropping its imaginary part
+        raise DataError(f"{what}: x must be numeric (bool, integer or float), got dtype {stored}")
+    integer = stored.kind in "iu"
+    _check_features(x, integer, what)
+    target = np.dtype(np.int64 if integer else np.float32)
+    if rows:
+        x.dtype = target  # rows are read as the target dtype from now on
     else:
-        x = x.astype(np.float32, copy=False)
-    if x.dtype.kind == "f":
-        # In row chunks: a whole-array mask would cost a byte per feature of the (possibly large) set.
-        bad = sum(int((~np.isfinite(x[i:i + _HASH_ROWS])).reshape(min(_HASH_ROWS, len(x) - i), -1).any(axis=1).sum())
-                  for i in range(0, len(x), _HASH_ROWS))
-        if bad:
-            raise DataError(f"{what}: {bad} sample(s) contain NaN or inf")
+        x = x.astype(target, copy=False)
     if np.issubdtype(y.dtype, np.floating):
         if not np.isfinite(y).all() or not np.all(np.mod(y, 1) == 0):
             raise DataError(f"{what}: labels must be integer class indices")
@@ -113,29 +106,22 @@ def validate_arrays(x: np.ndarray, y: np.ndarray, what: str, n_classes: int | No
     return x, y
 
 
-def _validate_rows(x, y: np.ndarray, what: str, n_classes: int | None):
-    """:func:`validate_arrays` for rows read from a file (:class:`~toolkit.data.rows.NpzRows`): the same checks,
-    one block of rows at a time; ``x`` comes back as rows read as float32 (int64 for integer features)."""
-    if x.ndim < 2:
-        raise DataError(f"{what}: x must have a sample axis and at least one feature axis, got shape {x.shape}")
-    if x.stored_dtype.kind not in "biuf":
-        raise DataError(f"{what}: x must be numeric (bool, integer or float), got dtype {x.stored_dtype}")
-    integer = x.stored_dtype.kind in "iu"
+def _check_features(x, integer: bool, what: str) -> None:
+    """Integer features below 2**24 in magnitude; float features finite once read as float32 (a float64 value
+    beyond float32's range becomes inf). A block of rows at a time: no whole-array masks or copies."""
     bad = 0
-    for _, block in x.chunks(_HASH_ROWS):
+    for start in range(0, len(x), _HASH_ROWS):
+        block = np.asarray(x[start:start + _HASH_ROWS])
         if integer:
-            if block.size and max(-int(block.min()), int(block.max())) >= 2**24:
-                raise DataError(f"{what}: integer features must lie below 2**24 in magnitude (token ids, byte codes)")
-        elif x.stored_dtype.kind == "f":
-            bad += int((~np.isfinite(block)).reshape(len(block), -1).any(axis=1).sum())
+            lo, hi = (int(block.min()), int(block.max())) if block.size else (0, 0)  # Python ints: no overflow
+            if max(-lo, hi) >= 2**24:
+                raise DataError(f"{what}: integer features must lie below 2**24 in magnitude (token ids, byte "
+                                f"codes), got {hi if hi >= -lo else lo}")
+        elif block.dtype.kind == "f":
+            finite = np.isfinite(block.astype(np.float32, copy=False))
+            bad += int((~finite).reshape(len(block), -1).any(axis=1).sum())
     if bad:
         raise DataError(f"{what}: {bad} sample(s) contain NaN or inf")
-    x.dtype = np.dtype(np.int64 if integer else np.float32)
-    # labels are small: checked as in memory (a one-row stand-in carries the feature checks already done)
-    _, y = validate_arrays(np.zeros((len(y), 1), np.float32), y, what, n_classes)
-    if len(x) != len(y):
-        raise DataError(f"{what}: x has {len(x)} samples but y has {len(y)}")
-    return x, y
 
 
 @dataclass(frozen=True, eq=False)

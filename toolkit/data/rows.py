@@ -27,21 +27,17 @@ _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the zip local file header (30 b
 
 
 def _read_header(fh, where: str) -> tuple[tuple[int, ...], np.dtype]:
-    from numpy.lib import format as npy
+    from toolkit.io import read_npy_header
 
     try:
-        version = npy.read_magic(fh)
-        read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
-        if read is None:
-            raise ValueError(f"unsupported .npy version {version}")
-        shape, fortran, dtype = read(fh)
+        shape, fortran, dtype = read_npy_header(fh)
     except Exception as exc:  # noqa: BLE001 - any malformed header is bad input
         raise DataError(f"{where}: not a readable .npy array: {' '.join(str(exc).split())[:200]}") from None
     if dtype.hasobject:
         raise DataError(f"{where} holds object (pickled) arrays, which are refused; save plain numeric arrays")
     if fortran and len(shape) > 1:
         raise DataError(f"{where}: Fortran-ordered arrays are not supported; save with np.savez (C order)")
-    return tuple(int(d) for d in shape), dtype
+    return shape, dtype
 
 
 class NpzRows:
@@ -90,11 +86,6 @@ class NpzRows:
             raise DataError(f"{self.path} is not a valid .npz file: bad local header of {info.filename}")
         fields = _LOCAL_HEADER.unpack(head)
         return info.header_offset + _LOCAL_HEADER.size + fields[10] + fields[11]
-
-    def chunks(self, rows: int = 4096):
-        """``(start, ndarray)`` for consecutive blocks of at most ``rows`` rows."""
-        for start in range(0, len(self), rows):
-            yield start, self[start:start + rows]
 
     def __len__(self) -> int:
         return self.shape[0]

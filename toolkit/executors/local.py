@@ -177,6 +177,8 @@ def _worker_main(conn, threads: int) -> None:
     os.environ.setdefault("SAFECOMPRESS_QUIET", "1")
     while True:
         try:
+            # The pipe's other end is the driver process that spawned this worker: these bytes are the job it
+            # pickled itself (config objects and arrays), never an input file.
             task = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return  # the driver is gone
@@ -195,6 +197,8 @@ def _worker_main(conn, threads: int) -> None:
 
 
 def _sendable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives the trip to the driver (a pickle round trip of an object made here), else a
+    RuntimeError naming it."""
     try:
         pickle.loads(pickle.dumps(exc))
         return exc

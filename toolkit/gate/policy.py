@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from toolkit.errors import ConfigError, UnknownNameError
+from toolkit.seed import Seed
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,7 @@ class GatePolicy(BaseModel):
     baseline: str | None = Field(None, description="report.json of a previous audit or gate run")
     attacks: list[str] | None = Field(None, description="attacks to run (default: the audit's default set)")
     audit_config: str | None = Field(None, description="audit config YAML (reference models for shadow/LiRA/RMIA)")
-    seed: int | None = Field(None, ge=0, le=2**32 - 1,
-                             description="seed of the audit (known halves, learned attacks, bootstrap)")
+    seed: Seed | None = Field(None, description="seed of the audit (known halves, learned attacks, bootstrap)")
 
     @field_validator("max", "min", "max_increase", "max_decrease", mode="before")
     @classmethod

@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from toolkit.seed import Seed
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,7 +71,7 @@ class TrainRecipe(_Strict):
     overfit_epochs: int = Field(100, ge=1)
     overfit_lr: float = Field(0.05, gt=0)
     overfit_batch_size: int | None = Field(None, ge=1)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
+    seed: Seed = 0
 
     def batch_size_for(self, arch: str | None) -> int:
         """The batch size a model of ``arch`` trains with under this recipe (see the class docstring)."""

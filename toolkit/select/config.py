@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from toolkit.models.spec import TrainRecipe
+from toolkit.seed import Seed
 
 
 class _Section(BaseModel):
@@ -106,7 +107,7 @@ class ExecutorSection(_Section):
 
 
 class RunConfig(_Section):
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed of the split, training, attacks (32-bit)")
+    seed: Seed = Field(0, description="seed of the split, training, attacks (32-bit)")
     data: DataSection = DataSection()
     model: ModelSection = ModelSection()
     train: TrainRecipe = TrainRecipe(epochs=30)

@@ -15,28 +15,21 @@ from typing import Any
 import numpy as np
 
 
-def _pin(threads: int | None) -> None:
-    """Same threads whatever executor runs the job, so trained weights do not depend on where it ran."""
+def _start_job(threads: int | None) -> None:
+    """Make a job's results independent of where and after what it runs.
+
+    Threads: the same count whatever executor runs the job (:func:`toolkit.executors.base.pin_threads`, torch
+    included), so trained weights do not depend on the worker. Keras names: tf_keras numbers layers per
+    process (``sequential_2/dense_5``...), and the names end up in exported artifacts (TFLite tensor names,
+    hence their bytes and sha256) and in reports; resetting the counters keeps a resumed run (which skips
+    finished jobs) or another executor writing the same artifacts as an uninterrupted in-process run.
+    """
+    import sys
+
     if threads:
         from toolkit.executors.base import pin_threads
 
         pin_threads(threads)
-        import sys
-
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
-
-
-def _fresh_keras_names() -> None:
-    """Reset Keras's process-wide layer-name counters (``sequential_2/dense_5``...) at the start of a job.
-
-    The names end up in exported artifacts (TFLite tensor names, hence their bytes and sha256) and in reports
-    (converter notes, per-layer stats). Without a reset they depend on how many Keras models earlier jobs
-    built in the same process, so a resumed run (which skips finished jobs) or another executor would write
-    different artifacts than an uninterrupted in-process run.
-    """
-    import sys
-
     if "tf_keras" in sys.modules:
         sys.modules["tf_keras"].backend.clear_session()
 
@@ -47,8 +40,7 @@ def train_dense(spec: dict, framework: str, recipe: dict, x: np.ndarray, y: np.n
     from toolkit.frameworks import seed_everything
     from toolkit.models import ModelSpec, TrainRecipe, save_model, train_reference_model
 
-    _pin(threads)
-    _fresh_keras_names()
+    _start_job(threads)
     spec_o, recipe_o = ModelSpec(**spec), TrainRecipe(**recipe)
     seed_everything(recipe_o.seed)
     t0 = time.perf_counter()
@@ -71,8 +63,7 @@ def make_candidate(name: str, source: str, params: dict, dense_weights: str, dat
     from toolkit.models import TrainRecipe, load_model
     from toolkit.select.sources import make_candidate as produce
 
-    _pin(threads)
-    _fresh_keras_names()
+    _start_job(threads)
     dense, _spec = load_model(dense_weights)
     recipe_o = TrainRecipe(**recipe)
     seed_everything(recipe_o.seed)
@@ -98,8 +89,7 @@ def export_dense(dense_weights: str, fmt: str, mode: str, sample_x: np.ndarray, 
     from toolkit.executors import JobResult, job_output_dir
     from toolkit.models import load_model
 
-    _pin(threads)
-    _fresh_keras_names()
+    _start_job(threads)
     dense, _ = load_model(dense_weights)
     info = exporters.export(dense, fmt, job_output_dir() / f"model.{fmt}", sample_x, mode=mode)
     return JobResult({"export": {k: v for k, v in info.to_dict().items() if k != "path"},

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toolkit.errors import ConfigError
 from toolkit.models.spec import TrainRecipe
+from toolkit.seed import Seed
 from toolkit.text.tokenizer import TokenizerConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -136,7 +137,7 @@ class TextPipelineConfig(_Strict):
     """data -> tokenizer -> models (dense) -> versions (compressed) -> ONNX -> audit -> report."""
 
     name: str = "text"
-    seed: int = 0
+    seed: Seed = 0
     data: DataConfig
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     models: tuple[ModelConfig, ...] = Field(min_length=1)
