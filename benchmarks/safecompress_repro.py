@@ -36,10 +36,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 FULL = dict(limit=None, members=2000, nonmembers=2000, densities=(0.05, 0.1, 0.2), dense_epochs=30,
             prune_ft_epochs=5, rounds=5, eval_attack_epochs=100,
-            sc=dict(epochs_per_round=6.0, fine_tune_epochs=0.25, attack_epochs=10, attack_fine_tune_epochs=1))
+            sc=dict(epochs_per_round=6.0, fine_tune_epochs=0.25, attack_epochs=10, attack_fine_tune_epochs=1,
+                    attacker_process=True))
 QUICK = dict(limit=3000, members=600, nonmembers=600, densities=(0.1,), dense_epochs=6, prune_ft_epochs=2, rounds=2,
              eval_attack_epochs=20,
-             sc=dict(epochs_per_round=3.0, fine_tune_epochs=0.25, attack_epochs=5, attack_fine_tune_epochs=1))
+             sc=dict(epochs_per_round=3.0, fine_tune_epochs=0.25, attack_epochs=5, attack_fine_tune_epochs=1,
+                     attacker_process=True))
 
 
 def _dense_recipe(epochs: int):

@@ -103,6 +103,30 @@ class NNAttack:
         self._rng = np.random.default_rng([self.seed, 0x4E4E])
         self.history: list[float] = []
 
+    # ------------------------------------------------------------------ pickling
+    # The network's class is built inside _build (torch is imported lazily), so it cannot pickle by reference:
+    # a fitted attacker travels as its weights and Adam state and is rebuilt on arrival (values exact).
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if self.net is not None:
+            state["net"] = {"d": self.net.prob[0].in_features, "weights": self.net.state_dict(),
+                            "optimizer": self._opt.state_dict()}
+            state["_opt"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        net = state.pop("net")
+        self.__dict__.update(state, net=None)
+        if net is not None:
+            from toolkit.frameworks import torch as _torch
+
+            torch = _torch()
+            self.net = _build(torch, net["d"], self.n_classes, self.init_std, self.seed)
+            self.net.load_state_dict(net["weights"])
+            self.net.eval()
+            self._opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            self._opt.load_state_dict(net["optimizer"])
+
     # ------------------------------------------------------------------ features
     def _inputs(self, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.features == "sorted":

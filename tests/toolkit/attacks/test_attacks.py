@@ -80,6 +80,22 @@ def test_nn_attacker_learns_fits_deterministically_and_fine_tunes(full_input):
         NNAttack(10).fine_tune(other[k], inp.labels[k], inp.membership[k])
 
 
+def test_nn_attacker_pickles_with_its_weights_and_optimizer_state(full_input):
+    import pickle
+
+    inp, k = full_input, full_input.known
+    assert pickle.loads(pickle.dumps(NNAttack(inp.n_classes))).net is None
+    a = NNAttack(inp.n_classes, epochs=5, seed=0).fit(inp.probs[k], inp.labels[k], inp.membership[k])
+    b = pickle.loads(pickle.dumps(a))
+    assert np.array_equal(a.score(inp.probs, inp.labels), b.score(inp.probs, inp.labels))
+    # Fine-tuning the copy continues exactly where the original would (Adam moments and the data order too).
+    other = inp.versions[1]
+    for att in (a, b):
+        att.fine_tune(other[k], inp.labels[k], inp.membership[k], epochs=2)
+    assert a.history == b.history
+    assert np.array_equal(a.score(inp.probs, inp.labels), b.score(inp.probs, inp.labels))
+
+
 def test_reference_attacks_beat_chance(full_input):
     for name in ("lira", "lira_offline", "rmia", "rmia_online", "shadow"):
         res = run_attack(name, full_input, **({"epochs": 10} if name == "shadow" else {}))

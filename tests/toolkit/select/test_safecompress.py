@@ -88,12 +88,15 @@ def test_keras_run_used_re2(runs):
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])
-def test_same_seed_same_model_and_history(data, digits_parts, digits_spec, runs, framework):
+def test_same_seed_same_model_and_history_with_the_attacker_in_a_helper_process(data, digits_parts, digits_spec,
+                                                                               runs, framework):
     from toolkit.models import predict_proba
 
     first = runs(framework, "mlp")
-    config = first.config  # the Keras run's config carries regularizer=re2
+    assert not first.config.attacker_process
+    config = first.config.model_copy(update={"attacker_process": True})  # Keras: the config carries re2
     again = safecompress(digits_spec("mlp"), data, config, framework=framework)
+    assert [r.mia_accuracy for r in first.history] == [r.mia_accuracy for r in again.history]
     x = digits_parts["nonmembers"].x
     assert np.array_equal(predict_proba(first.model, x), predict_proba(again.model, x))
     assert [c.tm_score for r in first.history for c in r.candidates] == \

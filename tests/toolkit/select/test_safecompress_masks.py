@@ -181,3 +181,17 @@ def test_schedules_and_tm_score():
                               ("threshold", "random")]
     assert tm_score(0.9, 0.5) == pytest.approx(1.8)
     assert tm_score(0.9, 0.5, lam=2) == pytest.approx(0.81 / 0.5)
+
+
+def test_gradient_growth_takes_the_largest_gradients_ties_by_position():
+    from toolkit.select.safecompress.masks import grow_gradient
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        eligible = np.sort(rng.choice(1000, n, replace=False))
+        grad = np.round(rng.normal(size=1000), 1)  # one decimal: many ties
+        k = int(rng.integers(1, n + 1))
+        g = np.abs(grad[eligible])
+        expected = eligible[np.lexsort((np.arange(n), -g))[:k]]  # a full stable descending sort
+        assert np.array_equal(grow_gradient(eligible, k, grad, rng), np.sort(expected))

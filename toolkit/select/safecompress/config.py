@@ -48,6 +48,9 @@ class SafeCompressConfig(BaseModel):
     # ---- simulated attacker (Stage 2 branch 2: the `nn` attacker of toolkit.attacks) and Stage 3
     attack_epochs: int = Field(50, ge=1, description="attacker training epochs on M_S (paper: 100)")
     attack_fine_tune_epochs: int = Field(5, ge=0, description="attacker fine-tuning epochs per candidate")
+    attacker_process: bool = Field(
+        False, description="run the simulated attacker in a helper process that tests candidate i while this one "
+                           "fine-tunes candidate i+1 (same results; worth it with a spare core)")
     lam: float = Field(1.0, ge=0, description="TM-score = task_acc**lam / mia_acc (Eq. 6)")
     seed: int = 0
 

@@ -121,9 +121,28 @@ class PartOutputs:
         membership = np.concatenate([np.ones(len(getattr(d, mem).y), bool), np.zeros(len(getattr(d, non).y), bool)])
         return probs, labels, membership
 
+    def attack_sets(self) -> "AttackSets":
+        """Both attack sets as one small picklable object (what the simulated attacker needs, no images)."""
+        return AttackSets(self.attack_set(known=True), self.attack_set(known=False))
+
     def task_accuracy(self) -> float:
         """Accuracy on the task set (all non-members unless a separate one was given)."""
         if self.task_probs is not None:
             return float(np.mean(np.argmax(self.task_probs, axis=1) == self.data.task.y))
         probs = np.concatenate([self.probs["nonmember_known"], self.probs["nonmember_unknown"]])
         return float(np.mean(np.argmax(probs, axis=1) == self.data.nonmembers.y))
+
+
+@dataclass(frozen=True, eq=False)
+class AttackSets:
+    """``(probs, labels, membership)`` of the known and the unknown halves: the attacker's whole input.
+
+    It quacks like :class:`PartOutputs` for :class:`~toolkit.select.safecompress.attacker.SimulatedAttacker`
+    (``attack_set(known)``) but holds only probability vectors, so it travels cheaply to a helper process.
+    """
+
+    known: tuple[np.ndarray, np.ndarray, np.ndarray]
+    unknown: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    def attack_set(self, known: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.known if known else self.unknown

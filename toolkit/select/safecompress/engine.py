@@ -5,7 +5,8 @@
     Stage 1   masks <- Erdős–Rényi(density); weights <- random (or the big model's) * masks
     repeat `rounds` times:
       Stage 2   train M_S `epochs_per_round` (masked SGD, lr multi-step decay)
-                branch 2: attacker A <- fit(nn, M_S outputs on the known halves)        (once per round)
+                branch 2: attacker A <- fit(nn, M_S outputs on the known halves)
+                          (first round: from scratch; later rounds: the previous A fine-tuned on M_S)
                 branch 1: for (prune, grow) in {magnitude, threshold} x {gradient, random}:
                               candidate <- update masks of M_S (density per layer constant),
                                            fine-tune `fine_tune_epochs`
@@ -14,12 +15,16 @@
                 M_S <- the candidate of highest TM-score (ties: the first in strategy order)
     return M_S
 
-Every random choice derives from ``config.seed``: the same inputs give the same model and history.
-Candidates of one round share their fine-tuning data order, so they differ only by their masks.
+The attacker's work runs in this process or, with ``attacker_process``, in a helper process alongside (see
+``safety``); the results are the same. Every random choice derives from ``config.seed``: the same inputs give
+the same model and history. Candidates of one round share their fine-tuning data order, so they differ only by
+their masks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from typing import Any
 
@@ -29,10 +34,21 @@ from toolkit.errors import CompressionError, ConfigError
 from toolkit.progress import info
 from toolkit.select.safecompress import masks as M
 from toolkit.select.safecompress.adapter import ADAPTERS, steps_for
-from toolkit.select.safecompress.attacker import SimulatedAttacker, tm_score
+from toolkit.select.safecompress.attacker import tm_score
 from toolkit.select.safecompress.config import SafeCompressConfig, parse_config
 from toolkit.select.safecompress.data import MembershipData
 from toolkit.select.safecompress.result import CandidateRecord, RoundRecord, SafeCompressResult
+from toolkit.select.safecompress.safety import safety_tester
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Add the block's wall time to ``timings[key]``."""
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] += time.perf_counter() - t
 
 
 def _seed(config: SafeCompressConfig, *path: int) -> int:
@@ -114,6 +130,73 @@ class SafeCompress:
         return self.result_.history
 
     # ------------------------------------------------------------------ the loop
+    def _round(self, r: int, adapter, data: MembershipData, tester, masks, steps_round: int, steps_ft: int,
+               needs_gradient: bool, history: list[RoundRecord], timings: dict[str, float]):
+        """One iteration of Algorithm 1; appends its record to ``history``, returns ``(masks, winner record)``.
+
+        The attacker's work goes to ``tester`` as soon as each model's outputs exist and is collected after
+        the last candidate, so a helper process tests candidate i while this one fine-tunes i+1.
+        """
+        cfg = self.config
+        members = data.members
+        n = len(members.y)
+        t_round = time.perf_counter()
+        lr = cfg.lr_at(r)
+        timed = functools.partial(_timed, timings)
+        # ---- Stage 2: train M_S
+        with timed("train"):
+            round_loss = adapter.train(members.x, members.y, steps_round, lr, _seed(cfg, _TRAIN, r))
+        base_state = adapter.snapshot()
+        base_weights = adapter.weights()
+        with timed("predict"):
+            base_out = data.outputs(adapter.predict_proba)
+
+        # branch 2: the simulated attacker, trained on M_S: from scratch in the first round, afterwards the
+        # previous round's attacker fine-tuned on M_S (the issue's "reuse the attacker": M_S moved by one
+        # round of training, and the paper already relies on fine-tuning for models this close).
+        with timed("attack"):
+            tester.train(base_out.attack_sets())
+
+        # branch 1: dynamic sparse update -> candidates
+        with timed("update"):
+            grads = None
+            if needs_gradient:
+                batch = np.random.default_rng(_seed(cfg, _GRAD, r)).choice(n, min(cfg.batch_size, n), replace=False)
+                grads = adapter.gradients(members.x[batch], members.y[batch])
+            params = M.UpdateParams(cfg.prune_fraction_at(r), cfg.threshold_quality)
+        built, states, cand_masks = [], [], []
+        for i, (prune, grow) in enumerate(cfg.candidates):
+            with timed("update"):
+                new_masks, report = M.update_masks(base_weights, masks, prune, grow, params, grads,
+                                                   seed=_seed(cfg, _GROW, r, i))
+                adapter.restore(base_state)
+                adapter.set_masks(new_masks)
+            with timed("fine_tune"):
+                ft_loss = adapter.train(members.x, members.y, steps_ft, lr, _seed(cfg, _FINETUNE, r))
+            with timed("predict"):
+                out = data.outputs(adapter.predict_proba)
+            # ---- Stage 3: safety test (a fine-tuned copy of A, handed over now) and task test
+            with timed("attack"):
+                tester.test(out.attack_sets())
+            built.append((prune, grow, report.total, ft_loss, out.task_accuracy()))
+            states.append(adapter.snapshot())
+            cand_masks.append(new_masks)
+        with timed("attack"):
+            base_mia, mias, seconds = tester.collect()
+        timings["attack_compute"] += seconds
+        records = [CandidateRecord(f"{prune}+{grow}", prune, grow, moved, ft_loss, acc, mia,
+                                   tm_score(acc, mia, cfg.lam))
+                   for (prune, grow, moved, ft_loss, acc), mia in zip(built, mias)]
+        best = int(np.argmax([c.tm_score for c in records]))  # argmax: the first of equal scores
+        adapter.restore(states[best])
+        adapter.set_masks(cand_masks[best])
+        final = records[best]
+        history.append(RoundRecord(r, lr, params.fraction, steps_round, round_loss, base_out.task_accuracy(),
+                                   base_mia, records, final.name, time.perf_counter() - t_round))
+        info(f"safecompress round {r + 1}/{cfg.rounds}: loss {round_loss:.3f}, selected {final.name} "
+             f"(task {final.task_accuracy:.3f}, MIA {final.mia_accuracy:.3f}, TM {final.tm_score:.3f})")
+        return cand_masks[best], final
+
     def _run(self, model, data: MembershipData, framework: str | None) -> SafeCompressResult:
         from toolkit.compress import measure
         from toolkit.models import n_params
@@ -123,79 +206,28 @@ class SafeCompress:
         work, fw = _working_model(model, framework, cfg.seed)
         params_before = n_params(work)
         adapter = ADAPTERS.get(fw)(work, cfg)
-        timings = {"train": 0.0, "fine_tune": 0.0, "attack": 0.0, "predict": 0.0, "update": 0.0}
+        # attack: this process's time on the simulated attacker (with a helper process: waiting for it);
+        # attack_compute: the attacker's own compute time, wherever it ran.
+        timings = {"train": 0.0, "fine_tune": 0.0, "attack": 0.0, "attack_compute": 0.0, "predict": 0.0,
+                   "update": 0.0}
 
         masks = sparse_init(adapter, cfg)  # ---- Stage 1
 
-        members = data.members
-        n = len(members.y)
+        n = len(data.members.y)
         steps_round = steps_for(cfg.epochs_per_round, n, cfg.batch_size)
         steps_ft = steps_for(cfg.fine_tune_epochs, n, cfg.batch_size)
-        n_classes = int(adapter.predict_proba(members.x[:1]).shape[1])
+        n_classes = int(adapter.predict_proba(data.members.x[:1]).shape[1])
         needs_gradient = any(M.GROWERS.meta(g).get("needs_gradient") for g in cfg.grow)
         history: list[RoundRecord] = []
         final = None
-
-        for r in range(cfg.rounds):
-            t_round = time.perf_counter()
-            lr = cfg.lr_at(r)
-            # ---- Stage 2: train M_S
-            t = time.perf_counter()
-            round_loss = adapter.train(members.x, members.y, steps_round, lr, _seed(cfg, _TRAIN, r))
-            timings["train"] += time.perf_counter() - t
-            base_state = adapter.snapshot()
-            base_weights = adapter.weights()
-            t = time.perf_counter()
-            base_out = data.outputs(adapter.predict_proba)
-            timings["predict"] += time.perf_counter() - t
-
-            # branch 2: the simulated attacker, trained once on M_S
-            t = time.perf_counter()
-            attacker = SimulatedAttacker(n_classes, cfg.attack_epochs, cfg.attack_fine_tune_epochs,
-                                         _seed(cfg, _ATTACK, r)).fit(base_out)
-            base_mia = attacker.mia_accuracy(base_out)
-            timings["attack"] += time.perf_counter() - t
-
-            # branch 1: dynamic sparse update -> candidates
-            t = time.perf_counter()
-            grads = None
-            if needs_gradient:
-                batch = np.random.default_rng(_seed(cfg, _GRAD, r)).choice(n, min(cfg.batch_size, n), replace=False)
-                grads = adapter.gradients(members.x[batch], members.y[batch])
-            params = M.UpdateParams(cfg.prune_fraction_at(r), cfg.threshold_quality)
-            timings["update"] += time.perf_counter() - t
-            records, states, cand_masks = [], [], []
-            for i, (prune, grow) in enumerate(cfg.candidates):
-                t = time.perf_counter()
-                new_masks, report = M.update_masks(base_weights, masks, prune, grow, params, grads,
-                                                   seed=_seed(cfg, _GROW, r, i))
-                adapter.restore(base_state)
-                adapter.set_masks(new_masks)
-                timings["update"] += time.perf_counter() - t
-                t = time.perf_counter()
-                ft_loss = adapter.train(members.x, members.y, steps_ft, lr, _seed(cfg, _FINETUNE, r))
-                timings["fine_tune"] += time.perf_counter() - t
-                t = time.perf_counter()
-                out = data.outputs(adapter.predict_proba)
-                timings["predict"] += time.perf_counter() - t
-                # ---- Stage 3: safety test (fine-tuned copy of A) and task test
-                t = time.perf_counter()
-                mia = attacker.fine_tuned(out).mia_accuracy(out)
-                timings["attack"] += time.perf_counter() - t
-                acc = out.task_accuracy()
-                records.append(CandidateRecord(f"{prune}+{grow}", prune, grow, report.total, ft_loss, acc, mia,
-                                               tm_score(acc, mia, cfg.lam)))
-                states.append(adapter.snapshot())
-                cand_masks.append(new_masks)
-            best = int(np.argmax([c.tm_score for c in records]))  # argmax: the first of equal scores
-            adapter.restore(states[best])
-            masks = cand_masks[best]
-            adapter.set_masks(masks)
-            final = records[best]
-            history.append(RoundRecord(r, lr, params.fraction, steps_round, round_loss, base_out.task_accuracy(),
-                                       base_mia, records, records[best].name, time.perf_counter() - t_round))
-            info(f"safecompress round {r + 1}/{cfg.rounds}: loss {round_loss:.3f}, selected {final.name} "
-                 f"(task {final.task_accuracy:.3f}, MIA {final.mia_accuracy:.3f}, TM {final.tm_score:.3f})")
+        attacker_args = (n_classes, cfg.attack_epochs, cfg.attack_fine_tune_epochs, _seed(cfg, _ATTACK))
+        tester = safety_tester(attacker_args, in_process=not cfg.attacker_process)
+        try:
+            for r in range(cfg.rounds):
+                masks, final = self._round(r, adapter, data, tester, masks, steps_round, steps_ft, needs_gradient,
+                                           history, timings)
+        finally:
+            tester.close()
 
         # ---- checks: the returned model holds exactly the promised density, masks baked in as zeros
         weights = adapter.weights()

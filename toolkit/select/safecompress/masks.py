@@ -147,7 +147,7 @@ class UpdateParams:
 
 def _stable_order(values: np.ndarray) -> np.ndarray:
     """Indices sorting ``values`` ascending, ties by position (deterministic)."""
-    return np.lexsort((np.arange(len(values)), values))
+    return np.argsort(values, kind="stable")
 
 
 def prune_magnitude(weights: np.ndarray, active: np.ndarray, params: UpdateParams) -> np.ndarray:
@@ -176,12 +176,18 @@ def prune_threshold(weights: np.ndarray, active: np.ndarray, params: UpdateParam
 
 
 def grow_gradient(eligible: np.ndarray, k: int, gradient: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """The ``k`` eligible flat positions of largest ``|dL/dw|`` (ties by position)."""
+    """The ``k`` eligible flat positions of largest ``|dL/dw|`` (ties: the earliest positions), ascending."""
     if gradient is None:
         raise CompressionError("gradient growth needs the dense gradient of a member batch")
     g = np.abs(gradient.ravel()[eligible])
-    order = np.lexsort((np.arange(len(g)), -g))
-    return eligible[order[:k]]
+    if k >= len(g):
+        return eligible
+    # The set a stable descending sort would take, without sorting every eligible position: all values
+    # above the k-th largest, then the earliest positions equal to it.
+    kth = np.partition(g, len(g) - k)[len(g) - k]
+    above = np.flatnonzero(g > kth)
+    ties = np.flatnonzero(g == kth)[:k - len(above)]
+    return eligible[np.sort(np.concatenate([above, ties]))]
 
 
 def grow_random(eligible: np.ndarray, k: int, gradient: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
