@@ -42,9 +42,7 @@ class SimulatedAttacker:
         other = copy.copy(self)
         # deepcopy copies the network and its Adam state together, so the copy's optimizer drives its own net.
         other.attack = copy.deepcopy(self.attack)
-        if self.fine_tune_epochs:
-            other.attack.fine_tune(*outputs.attack_set(known=True), epochs=self.fine_tune_epochs)
-        return other
+        return other.refit(outputs)
 
     def mia_accuracy(self, outputs: PartOutputs | AttackSets) -> float:
         """Balanced accuracy on the unknown halves at the threshold chosen on the known halves."""
