@@ -8,8 +8,9 @@ from the torch models, TFLite artifacts from their tf_keras twins (same architec
 does not depend on the weight values). For each (arch, format), on the same data (the digits tiled to
 ``n_queries`` samples), the same batch size and the same thread count (``SAFECOMPRESS_THREADS``):
 
-* ``protocol_s``: ``runtime.predict_proba(x)`` (input adaptation and checks, batching, last batch padded or
-  not per format, probability check on the output);
+* ``protocol_s``: ``runtime.predict_proba(x)`` through the sandbox (:mod:`device_tests.sandbox`: input
+  adaptation and checks here, inputs to the confined child through shared memory, batching there, outputs back
+  over a pipe, probability check on the output);
 * ``raw_s``: a hand-written loop over the same runtime: ONNX Runtime ``session.run`` per batch, or LiteRT
   ``resize_tensor_input`` + ``allocate_tensors`` once, then ``set_tensor``/``invoke``/``get_tensor`` per batch
   (last batch padded);
@@ -130,7 +131,9 @@ def run(quick: bool = False, log=print) -> dict:
             for fmt, mode, model, raw in plans:
                 info = export(model, fmt, Path(tmp) / f"{arch}-{mode}.{fmt}", ds.x[600:800], mode=mode,
                               representative=x_train[:200])
-                rt = load_artifact(info.path, batch_size=batch, threads=threads)
+                # sandbox=True: the path every artifact a user brings takes (a confined child, inputs in shared
+                # memory, outputs over a pipe), although this process exported these files itself.
+                rt = load_artifact(info.path, batch_size=batch, threads=threads, sandbox=True)
                 protocol = _best(lambda: rt.predict_proba(x), repeats)
                 raw_s = _best(raw(info.path, threads, x, batch), repeats)
                 row = {"arch": arch, "format": fmt, "mode": mode, "bytes": info.bytes,

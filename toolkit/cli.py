@@ -32,7 +32,7 @@ app = typer.Typer(
 data_app = typer.Typer(help="Data sets and membership splits.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-EXIT_OK, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _ARGV: list[str] = []  # the arguments main() ran with: the command line recorded in reports (provenance)
 
 
@@ -40,8 +40,25 @@ def _argv() -> list[str]:
     return list(_ARGV or sys.argv[1:])
 
 
+#: While a command that prints JSON runs: the real stdout (``sys.stdout`` then points at stderr, see main()).
+_JSON_STDOUT: list = []
+#: Commands whose output is always one JSON document, ``--json`` or not.
+_JSON_COMMANDS = (("query",), ("export",), ("train",), ("data", "split"))
+
+
 def _emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Print ``obj`` as the command's one JSON document on (the real) stdout.
+
+    Always valid JSON (RFC 8259): NaN and infinities, which ``json.dumps`` would write as bare ``NaN`` /
+    ``Infinity``, become null, each named in a warning on stderr; non-ASCII characters (and the surrogates of
+    a non-UTF-8 file name) are ``\\u`` escapes, so writing it can never fail on encoding."""
+    from toolkit.io import finite_json
+
+    clean, non_finite = finite_json(obj)
+    for where in non_finite:
+        print(f"warning: {where} is not a finite number; written as null", file=sys.stderr)
+    out = _JSON_STDOUT[-1] if _JSON_STDOUT else sys.stdout
+    out.write(json.dumps(clean, indent=2, default=str, allow_nan=False) + "\n")
 
 
 def _parse_options(items: list[str] | None) -> dict:
@@ -117,6 +134,9 @@ def run_pipeline(
     executor: Annotated[Optional[str], typer.Option(help="inprocess | process | ray (overrides executor.name).")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray cluster HOST:PORT (with --executor ray).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Parallel workers (overrides executor.workers).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Use --out even if it is a non-empty directory that is not a run directory "
+                        "(only the run's own files are written there).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
 ):
@@ -132,7 +152,7 @@ def run_pipeline(
 
         cfg = parse_config({**cfg.model_dump(mode="json"),
                             "executor": {**cfg.executor.model_dump(mode="json"), **overrides}}, RunConfig, "run options")
-    report = run(cfg, out, command=_argv())
+    report = run(cfg, out, command=_argv(), force=force)
     if as_json:
         _emit_json(report)
         return
@@ -163,6 +183,10 @@ def audit(
     """Measure membership leakage of an artifact queried as a black box (metric, learned, LiRA/RMIA, CompLeak)."""
     from device_tests.audit_cli import audit_command, format_table
 
+    if out is not None:  # before the audit: an --out that cannot be written must not cost an audit
+        from toolkit.io import check_output_dir
+
+        check_output_dir(out)
     report = audit_command(artifact, members, nonmembers, reference, attacks, config, out, seed, original)
     if out is not None:
         from toolkit.report import write_reports
@@ -214,11 +238,13 @@ def gate(
     """Audit an artifact and check leakage/accuracy limits: exit 0 all hold, 1 a limit is exceeded, 2 bad input."""
     from toolkit.gate.command import GateRequest, format_result, gate_command
 
+    from toolkit.report.escape import printable
+
     report, result = gate_command(GateRequest(
         artifact, members, nonmembers, reference, attacks, config, out, seed, original, max_, min_, max_increase,
         max_decrease, baseline, policy, junit, summary, _argv()))
     for w in result.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {printable(w)}", file=sys.stderr)
     if as_json:
         _emit_json(report)
         for c in result.violations:
@@ -313,6 +339,30 @@ def inspect(
         typer.echo(format_inspect(info))
 
 
+@app.command("doctor")
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False):
+    """The sandbox protections active on this machine for untrusted artifacts, and its limits."""
+    from device_tests.sandbox.client import probe_protections
+    from device_tests.sandbox.limits import SandboxLimits
+
+    report = {"sandbox": probe_protections().model_dump(), "limits": SandboxLimits.from_env().model_dump()}
+    if as_json:
+        _emit_json(report)
+        return
+    p, lim = report["sandbox"], report["limits"]
+    rows = [("resource limits (address space, CPU, files, output size)", p["rlimits"]),
+            ("dies with its parent (PR_SET_PDEATHSIG)", p["parent_death_signal"]),
+            ("empty private working directory", p["private_workdir"]),
+            (f"Landlock file-system confinement (ABI {p['landlock_abi']})", p["landlock_abi"] > 0),
+            ("seccomp system-call filter", p["seccomp"])]
+    for what, on in rows:
+        typer.echo(f"{'on ' if on else 'OFF'}  {what}")
+    for m in p["missing"]:
+        typer.echo(f"     missing: {m}")
+    typer.echo(f"limits: memory {lim['memory_bytes'] // 1024**2} MiB, {lim['call_timeout_s']:g} s per batch, "
+               f"{lim['cpu_seconds']} CPU s per artifact (SAFECOMPRESS_SANDBOX_MEMORY / _TIMEOUT / _CPU)")
+
+
 def _usage_error_types() -> tuple[type, ...]:
     """Click's exception base, wherever this typer version keeps its click (it may vendor one)."""
     types: list[type] = []
@@ -331,40 +381,94 @@ def _usage_error_types() -> tuple[type, ...]:
     return tuple(types)
 
 
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: `finally` blocks remove temp files, one line, exit
+
+
+class _SigtermAsInterrupt:
+    """While active, SIGTERM raises KeyboardInterrupt in the main thread instead of ending the process on the
+    spot, which would leave temporary files and half-written outputs behind. Only where SIGTERM has its
+    default action (an embedding program's own handler is kept) and only in the main thread (the only one
+    Python lets install handlers); the previous handler is restored on exit."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self._previous)
+        return False
+
+
+def _prints_json(args: list[str]) -> bool:
+    """Whether the command line asks for one JSON document on stdout (``--json``, or a JSON-only command)."""
+    return "--json" in args or any(tuple(args[:len(c)]) == c for c in _JSON_COMMANDS)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: run the CLI and map errors to one line + exit code."""
+    """Console-script entry point: run the CLI and map errors to one line + exit code.
+
+    Contracts: stderr gets at most one ``error: ...`` line (made printable: no control characters from a
+    file name), never a traceback; when the command prints JSON, stdout gets exactly that document --
+    anything else printed meanwhile (a library, a model's Python code) goes to stderr; Ctrl-C is ``error:
+    interrupted``, exit 130 (temporary files are removed by the ``finally`` / ``except BaseException`` of
+    the writers that made them)."""
     from toolkit import progress
+    from toolkit.report.escape import printable
 
     args = list(sys.argv[1:] if argv is None else argv)
     _ARGV[:] = args
     if "--quiet" in args or "--json" in args or os.environ.get("SAFECOMPRESS_QUIET") == "1":
         progress.set_quiet(True)
+    if hasattr(sys.stdout, "reconfigure"):  # a non-UTF-8 file name in human output: escapes, not a crash
+        sys.stdout.reconfigure(errors="backslashreplace")
+    real_stdout = sys.stdout
+    if _prints_json(args):  # stdout is the JSON document's alone: other prints meanwhile go to stderr
+        _JSON_STDOUT.append(real_stdout)
+        sys.stdout = sys.stderr
     command = typer.main.get_command(app)
     try:
-        rc = command.main(args=args, prog_name="safecompress", standalone_mode=False)
+        with _SigtermAsInterrupt():
+            rc = command.main(args=args, prog_name="safecompress", standalone_mode=False)
         code = rc if isinstance(rc, int) else EXIT_OK
+        if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt (Ctrl-C, SIGTERM) into a silent return 130
+            print("error: interrupted", file=sys.stderr)
     except SafeCompressError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         code = exc.exit_code
     except typer.Exit as exc:
         code = exc.exit_code
-    except typer.Abort:
-        print("error: aborted", file=sys.stderr)
-        code = 130
+    except typer.Abort as exc:  # EOF at a prompt; plain click (not typer's) also makes Ctrl-C an Abort
+        print(f"error: {'interrupted' if isinstance(exc.__cause__, KeyboardInterrupt) else 'aborted'}",
+              file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except _usage_error_types() as exc:  # unknown option, bad value, missing argument...
         if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
-            print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+            print(f"error: {printable(' '.join(exc.format_message().split()))}", file=sys.stderr)
         code = EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        code = 130
+        code = EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the one boundary that must never show a traceback
         if os.environ.get("SAFECOMPRESS_DEBUG") == "1":
             raise
-        msg = " ".join(str(exc).split())[:500]
+        msg = printable(" ".join(str(exc).split())[:500])
         print(f"error: internal error: {type(exc).__name__}: {msg} (set SAFECOMPRESS_DEBUG=1 for the traceback)",
               file=sys.stderr)
         code = EXIT_INTERNAL
+    finally:
+        if sys.stdout is not real_stdout:
+            sys.stdout = real_stdout
+            _JSON_STDOUT.pop()
     sys.stdout.flush()
     return code
 

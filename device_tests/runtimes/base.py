@@ -29,6 +29,8 @@ class Runtime:
     """Base class: subclasses set the shape/dtype attributes in ``__init__`` and implement :meth:`_run`."""
 
     format = "?"
+    #: How far a row sum may be from 1 and still count as probabilities (see ``to_probabilities``).
+    output_atol = 2e-2
     #: Largest batch the artifact accepts in one call (None: any); a fixed batch dimension forces padding.
     max_batch: int | None = None
     fixed_batch: bool = False
@@ -55,6 +57,14 @@ class Runtime:
 
     # ---------------------------------------------------------------- input
     @property
+    def feed_dtype(self) -> np.dtype:
+        """The dtype inputs are fed in: the declared one (token ids, float16/float64 graphs), except float32 for
+        a quantized input, which the runtime quantizes with the tensor's scale and zero point."""
+        if self.integer_input or self.input_dtype.kind == "f":
+            return self.input_dtype
+        return np.dtype(np.float32)
+
+    @property
     def integer_input(self) -> bool:
         return bool(np.issubdtype(self.input_dtype, np.integer)) and not getattr(self, "quantized_input", False)
 
@@ -72,7 +82,7 @@ class Runtime:
                                 f"{self.max_seq_len}")
         elif x.dtype.kind == "f" and not np.isfinite(x).all():
             raise DataError(f"{self.name}: input holds NaN or inf")
-        x = np.ascontiguousarray(x, dtype=self.input_dtype if self.integer_input else np.float32)
+        x = np.ascontiguousarray(x, dtype=self.feed_dtype)
         want = self.input_shape
         got = tuple(x.shape[1:])
         if want is None or _fits(got, want):
@@ -103,11 +113,21 @@ class Runtime:
                                 f"{one_line(exc)}") from None
 
     def predict_raw(self, x) -> np.ndarray:
-        """The artifact's outputs, ``(n, k)`` float32, in batches (the last one padded for fixed batches)."""
+        """The artifact's outputs, ``(n, k)`` float32: inputs adapted, run in batches, outputs checked."""
         x = self.adapt(x)
-        n = len(x)
-        if n == 0:
+        if len(x) == 0:
             raise DataError(f"{self.name}: no samples to query")
+        out = self.check_outputs(np.asarray(self.run_adapted(x)).astype(np.float32, copy=False))
+        if self.n_classes is not None and out.shape[1] != self.n_classes:
+            raise ArtifactError(f"{self.name}: returned {out.shape[1]} outputs per sample, expected {self.n_classes}")
+        self.n_classes = out.shape[1]
+        return out
+
+    def run_adapted(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for already adapted ``x`` (see :meth:`adapt`), in batches of at most ``batch_size`` (the last one
+        padded for fixed batches), flattened per sample. The part of a query that runs the artifact: the sandbox
+        child calls this, the parent does the adaptation and the checks."""
+        n = len(x)
         bs = min(self.batch_size, self.max_batch or self.batch_size)
         if self.fixed_batch:
             bs = int(self.max_batch)
@@ -120,11 +140,7 @@ class Runtime:
                 xb = np.concatenate([xb, np.repeat(xb[-1:], bs - k, axis=0)])
             out = np.asarray(self._call(xb))
             outs.append(out.reshape(len(xb), -1)[:k])
-        out = self.check_outputs(np.concatenate(outs).astype(np.float32, copy=False))
-        if self.n_classes is not None and out.shape[1] != self.n_classes:
-            raise ArtifactError(f"{self.name}: returned {out.shape[1]} outputs per sample, expected {self.n_classes}")
-        self.n_classes = out.shape[1]
-        return out
+        return np.concatenate(outs)
 
     def check_outputs(self, out: np.ndarray) -> np.ndarray:
         """``out`` if it is a non-empty ``(n, k)`` array of finite numbers, else :class:`ArtifactError`: NaN or
@@ -141,7 +157,15 @@ class Runtime:
     def predict_proba(self, x) -> np.ndarray:
         from toolkit.models.tflite_model import to_probabilities
 
-        return to_probabilities(self.predict_raw(x))
+        return to_probabilities(self.predict_raw(x), self.output_atol)
+
+    @classmethod
+    def preload(cls) -> None:
+        """Import the runtime's framework (the sandbox child does this before it confines itself)."""
+
+    def details(self) -> dict:
+        """Format-specific facts for ``inspect`` (JSON-serialisable; e.g. the operators of a program)."""
+        return {}
 
     def describe(self) -> dict:
         return {"path": str(self.path), "format": self.format, "sha256": self.sha256, "bytes": self.bytes,

@@ -4,6 +4,10 @@ The program is loaded with ``Verification.InternalConsistency`` (the flatbuffer 
 Input shape and dtype come from the ``forward`` method's tensor metadata; for a program exported with a
 dynamic batch the first dimension is the upper bound it was memory-planned for, which caps each call's
 batch. A program whose batch is static is served by padding to that batch.
+
+A ``.pte`` is a program: after the flatbuffer is verified and before any method is loaded (delegate init) or
+run, the operator table and the delegate backends of every execution plan are checked against the allowlists
+of :mod:`device_tests.runtimes.ops`; ``details()`` reports them (``inspect --json``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ def _quiet_imports():
 class ExecuTorchRuntime(Runtime):
     format = "pte"
 
+    @classmethod
+    def preload(cls) -> None:
+        _quiet_imports()
+
     def __init__(self, path, content: bytes, batch_size: int = 256, threads: int | None = None):
         from toolkit.frameworks import _quiet_native_stderr, torch
 
@@ -41,6 +49,7 @@ class ExecuTorchRuntime(Runtime):
             with _quiet_native_stderr():
                 _set_threads(self.threads)
                 program = ETRuntime.get().load_program(content, verification=Verification.InternalConsistency)
+                self.operators, self.delegates = _checked_program(self.name, content)
                 if "forward" not in program.method_names:
                     raise ArtifactError(f"{self.name}: the program has no 'forward' method "
                                         f"(methods: {sorted(program.method_names)})")
@@ -71,9 +80,27 @@ class ExecuTorchRuntime(Runtime):
             except Exception:
                 self.fixed_batch = True
 
+    def details(self) -> dict:
+        return {"operators": list(self.operators), "delegates": list(self.delegates)}
+
     def _run(self, xb: np.ndarray) -> np.ndarray:
         out = self.method.execute([self._torch.from_numpy(xb)])
         return out[0].detach().float().numpy() if hasattr(out[0], "detach") else np.asarray(out[0])
+
+
+def _checked_program(name: str, content: bytes) -> tuple[list[str], list[str]]:
+    """The operators and delegate backends of every method of the (already verified) program, each on its
+    allowlist; otherwise :class:`ArtifactError` naming the first one refused."""
+    from device_tests.runtimes.ops import check_delegates, check_ops, pte_program_ops
+
+    try:
+        plans = pte_program_ops(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{name}: the ExecuTorch runtime cannot load it (its operator table is unreadable: "
+                            f"{one_line(exc, 200)})") from None
+    ops = check_ops(name, [op for plan in plans.values() for op in plan["operators"]], "pte")
+    backends = check_delegates(name, [d for plan in plans.values() for d in plan["delegates"]])
+    return ops, backends
 
 
 def _torch_dtype(torch, dtype: np.dtype):

@@ -3,6 +3,10 @@
 The lite interpreter does not expose input shapes. Our exporter stores them in the archive as the extra
 file ``extra/safecompress.json`` (read with :mod:`zipfile` as JSON: nothing is unpickled by us); a foreign
 ``.ptl`` without it gets ``input_shape = None`` (data passes as given) and float32 input.
+
+A ``.ptl`` is a program: its operators are listed from the bytecode *before* the module is loaded (loading runs
+``__setstate__`` methods) and checked against the inference-operator allowlist (:mod:`device_tests.runtimes.ops`),
+then checked again on the loaded module, before any ``forward``. ``details()`` reports them (``inspect --json``).
 """
 
 from __future__ import annotations
@@ -35,18 +39,44 @@ def read_meta(content: bytes) -> dict:
 class LiteInterpreterRuntime(Runtime):
     format = "ptl"
 
+    @classmethod
+    def preload(cls) -> None:
+        from toolkit.frameworks import torch
+
+        torch()
+        import torch.jit.mobile  # noqa: F401
+
     def __init__(self, path, content: bytes, batch_size: int = 256, threads: int | None = None):
         from toolkit.frameworks import _quiet_native_stderr, torch
 
         super().__init__(path, content, batch_size, threads)
         self._torch = torch()
-        from torch.jit.mobile import _load_for_lite_interpreter
+        from torch.jit.mobile import _export_operator_list, _load_for_lite_interpreter
+
+        from device_tests.runtimes.ops import (check_forward, check_ops, check_types, ptl_forward_arguments,
+                                               ptl_ops_before_load)
 
         try:
             with _quiet_native_stderr():
+                ops, types = ptl_ops_before_load(content)
+        except Exception as exc:  # RuntimeError from the C++ reader for a malformed archive
+            raise ArtifactError(f"{self.name}: the lite interpreter cannot load it (its operator list is unreadable: "
+                                f"{one_line(exc, 200)})") from None
+        check_types(self.name, types)
+        check_ops(self.name, ops, "ptl")  # before loading: loading runs the program's __setstate__ methods
+        try:
+            arguments = ptl_forward_arguments(content)
+        except Exception:  # noqa: BLE001 - an unreadable schema: the loader below says what is wrong
+            arguments = None
+        check_forward(self.name, arguments)
+        try:
+            with _quiet_native_stderr():
                 self.module = _load_for_lite_interpreter(io.BytesIO(content))
+                loaded_ops = _export_operator_list(self.module)
         except Exception as exc:  # RuntimeError from the C++ loader for any malformed archive
             raise ArtifactError(f"{self.name}: the lite interpreter cannot load it: {one_line(exc, 200)}") from None
+        #: The program's operators, every one on the allowlist (checked again on what was actually loaded).
+        self.operators = check_ops(self.name, {*ops, *loaded_ops}, "ptl")
         meta = read_meta(content)
         try:
             if "input_shape" in meta:
@@ -59,6 +89,9 @@ class LiteInterpreterRuntime(Runtime):
                 self.max_seq_len = int(meta["max_seq_len"])
         except (TypeError, ValueError):
             raise ArtifactError(f"{self.name}: malformed {META_FILE} metadata") from None
+
+    def details(self) -> dict:
+        return {"operators": list(self.operators)}
 
     def _run(self, xb: np.ndarray) -> np.ndarray:
         t = self._torch

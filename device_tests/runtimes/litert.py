@@ -13,6 +13,10 @@ from toolkit.errors import ArtifactError
 class LiteRTRuntime(Runtime):
     format = "tflite"
 
+    @classmethod
+    def preload(cls) -> None:
+        from ai_edge_litert import interpreter  # noqa: F401
+
     def __init__(self, path, content: bytes, batch_size: int = 256, threads: int | None = None):
         from toolkit.models.tflite_model import TFLiteModel
 
@@ -28,29 +32,16 @@ class LiteRTRuntime(Runtime):
         if len(out["shape"]) < 1:
             raise ArtifactError(f"{self.name}: the model's output is a scalar, not class scores")
         self.n_classes = int(out["shape"][-1]) if int(out["shape"][-1]) > 0 else None
+        self.output_atol = self.model.output_atol
         # A fixed batch dimension is handled by TFLiteModel (it pads to that batch).
 
-    def _run(self, xb: np.ndarray) -> np.ndarray:  # not used: TFLiteModel batches itself
-        return self.model.predict_raw(xb)
-
-    def predict_raw(self, x) -> np.ndarray:
+    def run_adapted(self, x: np.ndarray) -> np.ndarray:  # TFLiteModel batches (and pads) itself
         from device_tests.runtimes.base import one_line
         from toolkit.errors import DataError
 
-        x = self.adapt(x)
-        if len(x) == 0:
-            raise DataError(f"{self.name}: no samples to query")
         try:
-            out = self.model.predict_raw(x)
+            return self.model.predict_raw(x)
         except (ArtifactError, DataError):
             raise
         except Exception as exc:
             raise ArtifactError(f"{self.name}: LiteRT failed on inputs of shape {x.shape}: {one_line(exc)}") from None
-        out = self.check_outputs(out)
-        self.n_classes = out.shape[1]
-        return out
-
-    def predict_proba(self, x) -> np.ndarray:
-        from toolkit.models.tflite_model import to_probabilities
-
-        return to_probabilities(self.predict_raw(x), self.model.output_atol)

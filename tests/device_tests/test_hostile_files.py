@@ -1,5 +1,6 @@
-"""Corrupt, truncated and pickled files give one-line errors naming the file, never a crash of this process;
-native runtimes a corrupt file can crash are first tried in an isolated subprocess."""
+"""Corrupt, truncated, pickled and hostile files give one-line errors naming the file, never a crash of this
+process: every artifact runs in the sandbox; programs (.ptl/.pte) are checked against the inference-operator
+allowlist and ONNX graphs for external data, loop and allocation bombs before anything runs."""
 
 from __future__ import annotations
 
@@ -93,35 +94,146 @@ def test_bad_files_give_one_line_errors(name, needle, hostile):
         assert name.startswith("flipped"), f"{name} was accepted"
 
 
-def test_isolation_verdicts(tmp_path, monkeypatch):
-    """A crash or hang in the child is an ArtifactError; a verdict is cached by content, not by name."""
-    from device_tests import isolate
+def _make_hostile():
+    """tests/reliability/hostile/make_hostile.py, imported by path (it is not a package of this directory)."""
+    import importlib.util
+    from pathlib import Path
 
-    crashed = subprocess.CompletedProcess([], -11, "", "")
-    assert "crashed (signal 11)" in isolate._verdict(crashed, "m.pte", "pte")[1]
-    assert "m.pte" in isolate._verdict(crashed, "m.pte", "pte")[1]
-    ok = subprocess.CompletedProcess([], 0, '{"ok": true}\n', "")
-    assert isolate._verdict(ok, "m.pte", "pte") is None
+    path = Path(__file__).resolve().parents[1] / "reliability" / "hostile" / "make_hostile.py"
+    spec = importlib.util.spec_from_file_location("make_hostile_for_device_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    a, b = tmp_path / "a.pte", tmp_path / "b.pte"
-    content = b"\0\0\0\0ET12" + os.urandom(512)
-    a.write_bytes(content)
-    b.write_bytes(content)
-    calls = []
-    real_run = subprocess.run
 
-    def counting_run(*args, **kwargs):
-        calls.append(args[0])
-        assert isinstance(args[0], list) and "shell" not in kwargs
-        return real_run(*args, **kwargs)
+def test_a_crash_in_the_sandbox_is_one_line_and_the_caller_survives():
+    """A file that crashes its runtime natively kills only the sandbox child: one-line ArtifactError naming it."""
+    from pathlib import Path
 
-    monkeypatch.setattr(isolate.subprocess, "run", counting_run)
-    for path in (a, b):
-        with pytest.raises(ArtifactError, match=f"{path.name}: "):
-            load_artifact(path)
-    assert len(calls) == 1 and calls[0][1:3] == ["-m", "device_tests.isolate"]
-    with pytest.raises(ArtifactError, match="did not finish loading it within 0 s"):
-        isolate.check_isolated(tmp_path / "c.pte", content + b"x", "pte", timeout=0.01)
+    crash = Path(__file__).resolve().parents[1] / "reliability" / "corpus" / "ptl" / "native-crash-isolated.ptl"
+    with pytest.raises(ArtifactError) as info:
+        load_artifact(crash).predict_proba(np.zeros((2, 8, 8, 1), np.float32))
+    msg = str(info.value)
+    assert msg.startswith("native-crash-isolated.ptl: ") and "stopped in the sandbox" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("op,fmt,needle", [
+    ("aten::from_file", "ptl", "file/storage/process access is never allowed"),
+    ("aten::from_file.out", "pte", "file/storage/process access is never allowed"),
+    ("aten::save", "ptl", "never allowed"),
+    ("aten::set_.source_Storage", "ptl", "never allowed"),
+    ("prim::rpc_async", "ptl", "never allowed"),
+    ("prim::PythonOp", "ptl", "never allowed"),
+    ("aten::wait", "ptl", "never allowed"),
+    ("c10d::allreduce_", "ptl", "namespace 'c10d'"),
+    ("profiler::_record_function_enter", "ptl", "namespace 'profiler'"),
+    ("my_ops::anything", "pte", "namespace 'my_ops'"),
+    ("quantized::linear", "pte", "namespace 'quantized'"),
+    ("aten::no_such_op", "ptl", "does not know"),
+])
+def test_operator_rule_refuses(op, fmt, needle):
+    from device_tests.runtimes.ops import check_ops, op_problem
+
+    assert needle in op_problem(op, fmt)
+    with pytest.raises(ArtifactError, match=f"m.{fmt}: uses operator {op}, .*; refused"):
+        check_ops(f"m.{fmt}", ["aten::linear", op], fmt)
+
+
+@pytest.mark.parametrize("op,fmt", [
+    ("aten::linear", "ptl"), ("aten::conv2d", "ptl"), ("aten::_convolution", "ptl"), ("aten::batch_norm", "ptl"),
+    ("aten::add.Tensor", "ptl"), ("aten::adaptive_avg_pool2d", "ptl"), ("aten::hardswish_", "ptl"),
+    ("aten::softmax.int", "ptl"), ("aten::einsum", "ptl"), ("aten::div.Tensor_mode", "ptl"), ("aten::gelu", "ptl"),
+    ("aten::scaled_dot_product_attention", "ptl"), ("aten::layer_norm", "ptl"), ("aten::embedding", "ptl"),
+    ("aten::format", "ptl"), ("aten::__getitem__.Dict_str", "ptl"), ("aten::warn", "ptl"), ("prim::Print", "ptl"),
+    ("prim::RaiseException", "ptl"), ("prim::TupleUnpack", "ptl"), ("aten::quantize_per_tensor", "ptl"),
+    ("quantized::linear_dynamic", "ptl"), ("quantized::conv2d.new", "ptl"), ("quantized::linear_relu", "ptl"),
+    ("aten::sym_size.int", "pte"), ("executorch_prim::et_view.default", "pte"), ("aten::addmm.out", "pte"),
+    ("dim_order_ops::_to_dim_order_copy.out", "pte"), ("quantized_decomposed::quantize_per_tensor.out", "pte"),
+])
+def test_operator_rule_accepts_inference_ops(op, fmt):
+    from device_tests.runtimes.ops import op_problem
+
+    assert op_problem(op, fmt) is None
+
+
+def test_ptl_payloads_are_refused_before_they_load(tmp_path, monkeypatch):
+    """In the runtime itself (what the sandbox child runs): file operators are refused before loading (a
+    ``__setstate__`` runs at load) and nothing is read or written; an int ``forward`` is refused, not crashed."""
+    from device_tests.runtimes.lite import LiteInterpreterRuntime
+
+    mh = _make_hostile()
+    victim = mh.make_victim(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    before = {p.name: p.read_bytes() for p in victim.iterdir()}
+    for kind in ("ptl_read_file", "ptl_write_file", "ptl_setstate_write"):
+        with pytest.raises(ArtifactError, match=r"x.ptl: uses operator aten::from_file, which is not an inference "
+                                                r"operator \(file/storage/process access is never allowed\); refused"):
+            LiteInterpreterRuntime(tmp_path / "x.ptl", mh.build(kind))
+    with pytest.raises(ArtifactError, match=r"x.ptl: its forward takes \(n: int\), not one tensor"):
+        LiteInterpreterRuntime(tmp_path / "x.ptl", mh.build("ptl_int_input"))
+    assert {p.name: p.read_bytes() for p in victim.iterdir()} == before
+    rt = LiteInterpreterRuntime(tmp_path / "x.ptl", mh.build("ptl_print"))
+    assert "prim::Print" in rt.details()["operators"]
+
+
+def test_pte_operator_table_and_delegates(tmp_path):
+    from pathlib import Path
+
+    from device_tests.runtimes.ops import check_delegates, check_ops, pte_program_ops
+
+    mh = _make_hostile()
+    seed = (Path(__file__).resolve().parents[1] / "reliability" / "corpus" / "seeds" / "mlp.pte").read_bytes()
+    plans = pte_program_ops(seed)
+    assert list(plans) == ["forward"] and plans["forward"]["delegates"] == ["XnnpackBackend"]
+    assert check_ops("m.pte", plans["forward"]["operators"], "pte")
+    forged = pte_program_ops(mh.build("pte_forbidden_op"))["forward"]["operators"]
+    assert "aten::from_file.out" in forged
+    with pytest.raises(ArtifactError, match="uses operator aten::from_file.out"):
+        check_ops("m.pte", forged, "pte")
+    with pytest.raises(ArtifactError, match="delegates to the backend QnnBackend, which is not on the allowlist"):
+        check_delegates("m.pte", pte_program_ops(mh.build("pte_forbidden_backend"))["forward"]["delegates"])
+    for bad in (seed[:200], b"\xff" * 64, seed[:8] + b"\xff\xff\xff\x7f" * 40):  # out-of-range offsets
+        with pytest.raises(ValueError):
+            pte_program_ops(bad)
+
+
+def test_onnx_static_checks(tmp_path, monkeypatch):
+    """External data (relative to the cwd), constant loop trip counts and declared tensor sizes are refused
+    before a session exists; nothing is read from the victim directory."""
+    from device_tests.runtimes.onnxrt import OnnxRuntime
+
+    mh = _make_hostile()
+    mh.make_victim(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArtifactError, match=r"x.onnx: the tensor 'secret' .* external file \('victim/secret.env'\).*"
+                                            r"onnx.save\(model, path, save_as_external_data=False\)"):
+        OnnxRuntime(tmp_path / "x.onnx", mh.build("onnx_external_data"))
+    with pytest.raises(ArtifactError, match=r"x.onnx: the Loop node 'spin' runs 4611686018427387904 iterations"):
+        OnnxRuntime(tmp_path / "x.onnx", mh.build("onnx_loop_huge"))
+    with pytest.raises(ArtifactError, match=r"x.onnx: the tensor 'big' would hold \[1048576, 1100\] elements .* "
+                                            r"more than the sandbox's memory limit"):
+        OnnxRuntime(tmp_path / "x.onnx", mh.build("onnx_alloc_visible"))
+    monkeypatch.setenv("SAFECOMPRESS_SANDBOX_MEMORY", "256M")  # this process has no RLIMIT_AS: the setting applies
+    with pytest.raises(ArtifactError, match=r"x.onnx: the tensor .* more than the sandbox's memory limit \(0.2 GiB"):
+        OnnxRuntime(tmp_path / "x.onnx", _onnx_with_big_constant_of_shape(300 * 1024**2 // 4))
+    monkeypatch.delenv("SAFECOMPRESS_SANDBOX_MEMORY")
+    rt = OnnxRuntime(tmp_path / "x.onnx", mh.build("onnx_loop_data"))  # a data-dependent count: the timeout's job
+    assert "ai.onnx::Loop" in rt.details()["operators"]
+
+
+def _onnx_with_big_constant_of_shape(n: int) -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([n], np.int64), "shape")
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"]),
+             helper.make_node("ReduceSum", ["big"], ["s"], keepdims=1),
+             helper.make_node("Flatten", ["x"], ["flat"]),
+             helper.make_node("Add", ["flat", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], initializer=[shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
 
 
 @pytest.mark.parametrize("name", ["checkpoint.pt", "truncated.ptl", "junk.tflite"])

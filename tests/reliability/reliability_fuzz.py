@@ -11,6 +11,9 @@ Mutations (all drawn from a seeded ``random.Random``, so a case is reproduced by
 * YAML structure: wrong types, unknown and non-string keys, deep nesting, huge numbers, python tags,
   anchors/aliases ("billion laughs"), several documents, an oversized file.
 
+* hostile artifacts (``hostile/make_hostile.py``: payload ``.ptl`` with file operators, ONNX external data, loop
+  and allocation bombs) mutated like the artifacts above (target ``hostile``); these always run in the sandbox.
+
 Targets (what a case is fed to): ``load_artifact(path)`` then ``predict_proba`` on valid samples (artifacts);
 ``toolkit.io.load_npz`` + ``validate_arrays`` (the audit's data path), ``load_npz_dataset`` (the run's) and a
 query of the ONNX seed (npz); ``load_config(.., RunConfig)`` + candidate planning + the JSON the engine
@@ -21,14 +24,18 @@ Verdicts: ``ok`` (success; artifacts returned finite probability rows of the rig
 multi-line message, or an invalid result), ``hang`` (> ``CASE_TIMEOUT_S``), ``crash`` (the process died).
 
 Cases run in long-lived worker processes (``python reliability_fuzz.py worker MANIFEST START``) so that the
-frameworks are imported once, not per case. To keep the bulk fast, the workers open most artifacts without
-the isolation subprocess that :func:`device_tests.load_artifact` runs first for natively parsed formats; a
-fraction goes through the real isolated path. A case that kills or hangs a worker is then replayed through
-the real CLI (``safecompress query``, isolation included), which must end with exit 0 or 2 and one line.
+frameworks are imported once, not per case. :func:`device_tests.load_artifact` opens every artifact this
+process did not produce in a sandbox child (:mod:`device_tests.sandbox`); to keep the bulk fast, the workers
+mark most cases' bytes as their own (:func:`device_tests.sandbox.trust`) and open them in-process (the worker,
+with its address-space limit, is then the one that may crash or hang), while a fraction (``sandboxed``), and
+every ``hostile`` case, go through the real sandbox. A case that kills or hangs a worker is replayed through the
+real CLI (``safecompress query``, sandbox included), which must end with exit 0 or 2 and one line: the verdict
+is then ``sandboxed-crash`` / ``sandboxed-hang`` (contained), not a failure.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -52,8 +59,17 @@ SEEDS = CORPUS / "seeds"
 CASE_TIMEOUT_S = 30
 ARTIFACTS = ("tflite", "onnx", "ptl", "pte")
 YAMLS = ("run_config", "gate_policy", "audit_config")
-TARGETS = (*ARTIFACTS, "npz", *YAMLS)
+TARGETS = (*ARTIFACTS, "hostile", "npz", *YAMLS)
+#: Targets whose cases are artifacts (fed to load_artifact, replayed with `safecompress query`).
+ARTIFACT_TARGETS = (*ARTIFACTS, "hostile")
 SUFFIX = {**{f: f".{f}" for f in ARTIFACTS}, "npz": ".npz", **{y: ".yaml" for y in YAMLS}}
+#: Hostile kinds mutated by the ``hostile`` target: cheap to build and to run (the ones that only end at the
+#: sandbox's timeout, and the TensorFlow-built one, stay in test_hostile_artifacts.py).
+HOSTILE_SEEDS = ("ptl_read_file", "ptl_write_file", "ptl_setstate_write", "ptl_print", "ptl_int_input",
+                 "onnx_external_data", "onnx_loop_huge", "onnx_alloc_visible", "onnx_alloc_hidden",
+                 "onnx_alloc_data")
+#: Per-call timeout of sandboxed cases in the workers (below CASE_TIMEOUT_S, so a hang is the sandbox's verdict).
+SANDBOX_TIMEOUT_S = 10
 #: Array-size limit the workers run under (a zip bomb case decompresses to more than this).
 ARRAY_LIMIT = 64 * 1024**2
 #: Address-space limit of a worker: a file that makes a runtime allocate wildly fails instead of swapping.
@@ -95,6 +111,17 @@ def yaml_seeds() -> dict[str, str]:
     return {"run_config": RUN_CONFIG,
             "gate_policy": (ROOT / "configs" / "gate.example.yaml").read_text(encoding="utf-8"),
             "audit_config": AUDIT_CONFIG.replace("POPULATION", str(SEEDS / "data.npz"))}
+
+
+@functools.cache
+def hostile_seeds() -> list[tuple[str, bytes]]:
+    """``(suffix, bytes)`` of the :data:`HOSTILE_SEEDS` kinds, built by ``hostile/make_hostile.py`` once per process
+    (TorchScript numbers the classes it compiles: a second build in one process differs in its names)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    from hostile import make_hostile as mh
+
+    return [(Path(mh.KINDS[k][0]).suffix, mh.build(k)) for k in HOSTILE_SEEDS]
 
 
 def artifact_seeds() -> dict[str, list[bytes]]:
@@ -454,7 +481,7 @@ class Case:
     target: str
     path: str
     kind: str
-    isolated: bool = False  # open through the real isolation subprocess in the worker
+    sandboxed: bool = False  # open through the real sandbox (else in-process in the worker)
 
 
 @dataclass
@@ -469,9 +496,10 @@ class Result:
     cli: dict | None = field(default=None)
 
 
-def generate(counts: dict[str, int], out_dir: Path, seed: int = 0, isolate_every: dict[str, int] | None = None,
+def generate(counts: dict[str, int], out_dir: Path, seed: int = 0, sandbox_every: dict[str, int] | None = None,
              ) -> list[Case]:
-    """Write ``counts[target]`` mutated cases per target under ``out_dir``; return them (order: by target)."""
+    """Write ``counts[target]`` mutated cases per target under ``out_dir``; return them (order: by target).
+    Every ``sandbox_every[target]``-th case (and every ``hostile`` case) is opened through the real sandbox."""
     import numpy as np
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -481,22 +509,32 @@ def generate(counts: dict[str, int], out_dir: Path, seed: int = 0, isolate_every
         x, y = d["x"], d["y"]
     npz_valid = [(SEEDS / "data.npz").read_bytes(), _npz(x=x[:8], y=y[:8]),
                  _npz(x=x.reshape(len(x), -1), y=y)]
-    isolate_every = isolate_every or {}
+    sandbox_every = sandbox_every or {}
+    hostile = hostile_seeds() if counts.get("hostile") else []
     cases = []
     for target in TARGETS:
         rng = random.Random(f"{seed}:{target}")
-        every = isolate_every.get(target, 0)
+        every = 1 if target == "hostile" else sandbox_every.get(target, 0)
         for i in range(counts.get(target, 0)):
+            suffix = SUFFIX.get(target, "")
             if target in ARTIFACTS:
                 kind, data = artifact_case(rng, target, art)
+            elif target == "hostile":
+                k = i % len(hostile)  # every seed once before any twice; the first round unmutated
+                suffix, base = hostile[k]
+                same = [b for s, b in hostile if s == suffix and b is not base]
+                kind, data = ("as-built", base) if i < len(hostile) else (
+                    zip_member_mutation(rng, base, same) if suffix == ".ptl" and rng.random() < 0.5
+                    else byte_mutation(rng, base, same))
+                kind = f"{HOSTILE_SEEDS[k]}:{kind}"
             elif target == "npz":
                 kind, data = npz_case(rng, npz_valid, x, y)
             else:
                 kind, data = yaml_case(rng, target, ys)
             cid = f"{target}-{seed}-{i:05d}"
-            p = out_dir / f"{cid}{SUFFIX[target]}"
+            p = out_dir / f"{cid}{suffix}"
             p.write_bytes(data)
-            cases.append(Case(cid, target, str(p), kind, isolated=bool(every) and i % every == 0))
+            cases.append(Case(cid, target, str(p), kind, sandboxed=bool(every) and i % every == 0))
     return cases
 
 
@@ -508,7 +546,8 @@ def corpus_cases() -> list[Case]:
         if d.is_dir():
             for p in sorted(d.iterdir()):
                 if p.is_file() and not p.name.startswith("."):
-                    cases.append(Case(f"corpus-{target}-{p.name}", target, str(p), "corpus"))
+                    cases.append(Case(f"corpus-{target}-{p.name}", target, str(p), "corpus",
+                                      sandboxed=target == "hostile"))
     return cases
 
 
@@ -542,11 +581,19 @@ class Checker:
 
     def artifact(self, case: Case) -> str | None:
         from device_tests import load_artifact
+        from device_tests.sandbox import trust
+        from toolkit.io import sha256_bytes
 
-        _BYPASS[0] = not case.isolated
-        rt = load_artifact(case.path)
-        rt.describe()
-        return _check_probs(rt.predict_proba(self.x), len(self.x))
+        if not case.sandboxed:  # the worker is the sandbox: open the bytes in-process
+            trust(sha256_bytes(Path(case.path).read_bytes()))
+        rt = load_artifact(case.path, sandbox=True if case.sandboxed else None)
+        try:
+            rt.describe()
+            return _check_probs(rt.predict_proba(self.x), len(self.x))
+        finally:
+            close = getattr(rt, "close", None)
+            if close is not None:
+                close()
 
     def npz(self, case: Case) -> str | None:
         from device_tests import load_artifact
@@ -617,23 +664,6 @@ def _xy(arrays):
     return arrays["x"], arrays["y"]
 
 
-_BYPASS = [True]
-
-
-def _install_bypass() -> None:
-    """Skip the isolation subprocess for cases not marked ``isolated`` (the worker itself is the sandbox)."""
-    import device_tests.isolate as iso
-
-    real = iso.check_isolated
-
-    def check(path, content, fmt, timeout=None):
-        if _BYPASS[0]:
-            return None
-        return real(path, content, fmt, timeout=timeout)
-
-    iso.check_isolated = check
-
-
 def run_case(checker: Checker, case: Case) -> Result:
     import signal
 
@@ -648,7 +678,7 @@ def run_case(checker: Checker, case: Case) -> Result:
     try:
         signal.alarm(CASE_TIMEOUT_S)
         try:
-            problem = getattr(checker, case.target if case.target not in ARTIFACTS else "artifact")(case)
+            problem = getattr(checker, case.target if case.target not in ARTIFACT_TARGETS else "artifact")(case)
         finally:
             signal.alarm(0)
         if problem:
@@ -672,7 +702,6 @@ def worker_main(manifest: str, start: int) -> int:
 
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
     cases = [Case(**c) for c in json.loads(Path(manifest).read_text())]
-    _install_bypass()
     checker = Checker()
     out = sys.stdout
     for i in range(start, len(cases)):
@@ -687,7 +716,7 @@ def worker_main(manifest: str, start: int) -> int:
 # ============================================================================================ driver side
 def worker_env() -> dict[str, str]:
     env = dict(os.environ, SAFECOMPRESS_THREADS="1", SAFECOMPRESS_QUIET="1", TF_USE_LEGACY_KERAS="1",
-               SAFECOMPRESS_MAX_ARRAY_BYTES=str(ARRAY_LIMIT), SAFECOMPRESS_ISOLATE_TIMEOUT=str(CASE_TIMEOUT_S),
+               SAFECOMPRESS_MAX_ARRAY_BYTES=str(ARRAY_LIMIT), SAFECOMPRESS_SANDBOX_TIMEOUT=str(SANDBOX_TIMEOUT_S),
                OMP_NUM_THREADS="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="3")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env
@@ -722,7 +751,7 @@ def cli_args_for(case: Case, scratch: Path) -> list[list[str]]:
     import numpy as np
 
     data = SEEDS / "data.npz"
-    if case.target in ARTIFACTS:
+    if case.target in ARTIFACT_TARGETS:
         return [["query", case.path, "--data", str(data)]]
     if case.target == "npz":
         other = scratch / "cli-nonmembers.npz"
@@ -823,17 +852,18 @@ class Lane(threading.Thread):
         case = self.cases[index]
         status = "hang" if why.startswith("hang") else "crash"
         res = Result(case.id, case.target, case.kind, status, why)
-        # The real user path opens natively parsed files in an isolation subprocess first: it must survive.
+        # The real user path runs every artifact in the sandbox: the CLI must survive what killed the worker.
         checks = [cli_check(a, timeout=CASE_TIMEOUT_S * 4) for a in cli_args_for(case, self.scratch)]
         res.cli = {"checks": checks}
-        if case.target in ARTIFACTS and all(c["ok"] for c in checks):
-            res.status = f"isolated-{status}"  # the unisolated worker died, the isolated CLI did not
+        if case.target in ARTIFACT_TARGETS and all(c["ok"] for c in checks):
+            res.status = f"sandboxed-{status}"  # the in-process worker died, the sandboxed CLI did not
         self.results[case.id] = res
         return index + 1
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a worker and what it started (an isolation subprocess); the worker leads its own session."""
+    """Kill a worker (its sandbox children die with it: parent-death signal); the worker leads its own
+    session."""
     import signal
 
     try:
@@ -913,7 +943,7 @@ if __name__ == "__main__":
     shutil.rmtree(scratch, ignore_errors=True)
     t0 = time.perf_counter()
     cs = generate({t: n for t in TARGETS}, scratch / "cases", seed,
-                  isolate_every={"tflite": 8, "ptl": 25, "pte": 100})
+                  sandbox_every={"tflite": 8, "ptl": 25, "pte": 100})
     rs = run_cases(cs, scratch)
     print(json.dumps(summarize(rs), indent=1))
     print(describe_failures(rs))

@@ -1,6 +1,8 @@
-"""Fuzzing every user input: mutated .tflite / .onnx / .ptl / .pte artifacts, .npz data and YAML configs (run
-config, gate policy, audit config) each end with success or a clean one-line error -- never another
-exception, a hang (> 30 s) or a crash -- and every input that once failed is replayed from ``corpus/``.
+"""Fuzzing every user input: mutated .tflite / .onnx / .ptl / .pte artifacts, mutated hostile artifacts (file
+operators, external data, loop and allocation bombs), .npz data and YAML configs (run config, gate policy, audit
+config) each end with success or a clean one-line error -- never another exception, a hang (> 30 s) or a crash
+-- and every input that once failed is replayed from ``corpus/``. Every artifact runs in the sandbox on the real
+path; a case that crashes or hangs the in-process worker must be contained by it (the CLI replay is clean).
 
 The harness is :mod:`reliability_fuzz` (mutators, worker processes, verdicts). ``SAFECOMPRESS_FUZZ_COUNTS=FILE``
 writes the number of cases per format and verdict to FILE; ``SAFECOMPRESS_FUZZ_SAVE=1`` copies the inputs of
@@ -22,12 +24,15 @@ import pytest
 import reliability_fuzz as fz
 
 #: Cases per format in the default set (>= 1,000 in all, ~1 minute on 2 cores).
-DEFAULT = {"tflite": 160, "onnx": 200, "ptl": 80, "pte": 60, "npz": 200, "run_config": 130, "gate_policy": 100,
-           "audit_config": 80}
+DEFAULT = {"tflite": 160, "onnx": 200, "ptl": 80, "pte": 60, "hostile": 14, "npz": 200, "run_config": 130,
+           "gate_policy": 100, "audit_config": 80}
+#: Every n-th case of a format goes through the real sandbox in the workers (hostile cases always do).
+SANDBOX_EVERY = {"tflite": 10, "ptl": 40, "pte": 60}
 #: The slow set: twenty times as many (~20,000 cases, ~5 minutes on 2 cores), another seed.
-SLOW = {k: 20 * v for k, v in DEFAULT.items()}
+SLOW = {**{k: 20 * v for k, v in DEFAULT.items()}, "hostile": 100}
 #: Real-CLI replays per format (a sample of the generated cases).
-CLI_SAMPLE = {"tflite": 7, "onnx": 7, "ptl": 2, "npz": 5, "gate_policy": 3, "audit_config": 2, "run_config": 2}
+CLI_SAMPLE = {"tflite": 7, "onnx": 7, "ptl": 2, "hostile": 2, "npz": 5, "gate_policy": 3, "audit_config": 2,
+              "run_config": 2}
 
 
 def _record(name: str, cases: list[fz.Case], results: list[fz.Result], extra: dict | None = None) -> dict:
@@ -56,7 +61,7 @@ def _assert_clean(results: list[fz.Result], cases: list[fz.Case], tmp: Path) -> 
 def default_fuzz(tmp_path_factory):
     """The default generated cases and the regression corpus, run together (one worker start-up)."""
     scratch = tmp_path_factory.mktemp("fuzz")
-    cases = fz.generate(DEFAULT, scratch / "cases", seed=0, isolate_every={"tflite": 10, "ptl": 40, "pte": 60})
+    cases = fz.generate(DEFAULT, scratch / "cases", seed=0, sandbox_every=SANDBOX_EVERY)
     corpus = fz.corpus_cases()
     results = fz.run_cases(cases + corpus, scratch / "run")
     by_id = {r.id: r for r in results}
@@ -67,8 +72,7 @@ def default_fuzz(tmp_path_factory):
 def test_fuzz_default_set(default_fuzz):
     scratch, cases, results, _, _ = default_fuzz
     assert len(results) == len(cases) >= 1000
-    summary = _record("default", cases, results,
-                      {"isolated_subprocess_cases": sum(c.isolated for c in cases)})
+    summary = _record("default", cases, results, {"sandboxed_cases": sum(c.sandboxed for c in cases)})
     per = summary["per_target"]
     assert set(per) == set(fz.TARGETS)
     # Every format produced both outcomes: the mutations reach past the first check, and some still load.
@@ -80,7 +84,7 @@ def test_fuzz_default_set(default_fuzz):
 
 
 def test_fuzz_corpus_replays_clean(default_fuzz):
-    """Every input that once failed (corpus/<format>/) now ends cleanly; native crashes stay isolated."""
+    """Every input that once failed (corpus/<format>/) now ends cleanly; native crashes stay in the sandbox."""
     scratch, _, _, corpus, results = default_fuzz
     assert len(corpus) >= 10 and len(results) == len(corpus)
     for c in corpus:
@@ -88,16 +92,16 @@ def test_fuzz_corpus_replays_clean(default_fuzz):
     _record("corpus", corpus, results)
     _assert_clean(results, corpus, scratch)
     native = [r for r in results if "native" in r.id]
-    assert native, "the corpus keeps inputs that crash a runtime when opened without isolation"
-    for r in native:  # still crashing the runtime unisolated (or, after a runtime upgrade, a clean error)
-        assert r.status in ("isolated-crash", "error"), (r.id, r.status, r.message)
-        if r.status == "isolated-crash":
+    assert native, "the corpus keeps inputs that crash a runtime when opened outside the sandbox"
+    for r in native:  # still crashing the runtime in-process (or, after a runtime upgrade, a clean error)
+        assert r.status in ("sandboxed-crash", "error"), (r.id, r.status, r.message)
+        if r.status == "sandboxed-crash":
             msg = r.cli["checks"][0]["stderr"]
-            assert "crashed (signal" in msg or "did not finish loading" in msg, msg
+            assert "runtime stopped in the sandbox: it crashed" in msg or "it aborted" in msg, msg
 
 
 def test_fuzz_cli_sample(default_fuzz):
-    """A sample of the generated cases through the real CLI (isolation included): exit 0 or 2, at most one
+    """A sample of the generated cases through the real CLI (sandbox included): exit 0 or 2, at most one
     `error:` line, no traceback, no signal, no hang."""
     scratch, cases, results, _, _ = default_fuzz
     status = {r.id: r.status for r in results}
@@ -122,18 +126,30 @@ def test_fuzz_cli_sample(default_fuzz):
     assert not bad, json.dumps(bad, indent=1)[:8000]
 
 
-def test_natively_parsed_formats_are_isolated():
-    """The formats a corrupt file can crash (LiteRT, the lite interpreter, ExecuTorch) are first opened in a
-    subprocess; ONNX files go through onnx.checker before ONNX Runtime sees them."""
-    from device_tests.runtimes import RUNTIMES
-
-    assert {f for f in fz.ARTIFACTS if RUNTIMES.meta(f)["isolate"]} == {"tflite", "ptl", "pte"}
+def test_every_format_is_sandboxed():
+    """Every artifact the process did not produce runs in the sandbox, whatever its format (a corrupt file can
+    crash LiteRT, the lite interpreter or ExecuTorch; an ONNX graph can loop or allocate); ONNX files are
+    refused for external data before onnx.checker, and checked before ONNX Runtime sees them."""
     import inspect
 
+    from device_tests import load_artifact
     from device_tests.runtimes import onnxrt
+    from device_tests.sandbox.client import SandboxedRuntime
 
+    def opened(fmt: str):
+        rt = load_artifact(fz.SEEDS / f"mlp.{fmt}")
+        try:
+            return type(rt), rt.describe()["sandbox"]
+        finally:
+            rt.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        for fmt, (kind, protections) in zip(fz.ARTIFACTS, pool.map(opened, fz.ARTIFACTS)):
+            assert kind is SandboxedRuntime, fmt
+            assert protections["rlimits"] and protections["private_workdir"], (fmt, protections)
     src = inspect.getsource(onnxrt.OnnxRuntime.__init__)
-    assert src.index("onnx.checker.check_model") < src.index("InferenceSession")
+    assert src.index("refuse_external_data") < src.index("onnx.checker.check_model") < src.index("check_graph") \
+        < src.index("InferenceSession")
 
 
 def test_mutations_are_reproducible(tmp_path):
@@ -148,7 +164,7 @@ def test_mutations_are_reproducible(tmp_path):
 @pytest.mark.slow
 def test_fuzz_slow_set(tmp_path):
     """Twenty times the default number of cases, with another seed."""
-    cases = fz.generate(SLOW, tmp_path / "cases", seed=1, isolate_every={"tflite": 10, "ptl": 50, "pte": 200})
+    cases = fz.generate(SLOW, tmp_path / "cases", seed=1, sandbox_every={"tflite": 10, "ptl": 50, "pte": 200})
     results = fz.run_cases(cases, tmp_path / "run")
     assert len(results) == len(cases)
     _record("slow", cases, results)

@@ -19,14 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError
 from toolkit.models.spec import ModelSpec, TrainRecipe
 from toolkit.seed import Seed
 
 
-class AuditConfig(BaseModel):
+class AuditConfig(ConfigModel):
     """Training recipe + population data for shadow / LiRA / RMIA attacks."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

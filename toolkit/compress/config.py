@@ -11,11 +11,12 @@ from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError
 from toolkit.seed import Seed
 
 
-class MethodConfig(BaseModel):
+class MethodConfig(ConfigModel):
     """Base of all method configs. Subclasses pin ``method`` to their registered name."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

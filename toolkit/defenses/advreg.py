@@ -21,13 +21,14 @@ import numpy as np
 from pydantic import Field
 
 from toolkit.defenses.base import Defense, DefenseConfig, KerasMasks, torch_fit
+from toolkit.models.spec import Width
 
 
 class AdvRegConfig(DefenseConfig):
     lam: float = Field(1.0, ge=0, description="lambda: weight of the attacker's gain in the target's loss")
     attack_steps: int = Field(1, ge=1, description="k: inference-model steps per target step")
     attack_lr: float = Field(1e-3, gt=0, description="Adam learning rate of the inference model")
-    hidden: tuple[int, ...] = Field((128, 64), min_length=1, description="widths of the prediction stream; the label "
+    hidden: tuple[Width, ...] = Field((128, 64), min_length=1, description="widths of the prediction stream; the label "
                                                                           "stream and fusion use the last one")
 
 

@@ -33,10 +33,11 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError, DataError
 
 
-class DefenseConfig(BaseModel):
+class DefenseConfig(ConfigModel):
     """Base of every defense config: unknown keys refused, a seed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

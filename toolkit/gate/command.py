@@ -13,6 +13,7 @@ from pathlib import Path
 from toolkit.errors import ConfigError
 from toolkit.gate.evaluate import GateResult, evaluate, load_baseline, require_baseline
 from toolkit.gate.policy import GatePolicy, load_policy, merge, parse_flag_items
+from toolkit.report.escape import printable
 
 
 @dataclass
@@ -40,8 +41,15 @@ class GateRequest:
 
 
 def _check_output(path: Path | None, flag: str) -> None:
-    if path is not None and Path(path).is_dir():
-        raise ConfigError(f"{flag} {path} is a directory; give a file name")
+    """Refuse an output file that is a directory, or whose directory cannot be created or written (checked
+    before the audit, so a bad path costs nothing and leaves no partial outputs)."""
+    from toolkit.io import check_output_dir
+
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise ConfigError(f"{flag} {printable(path)} is a directory; give a file name")
+    check_output_dir(Path(path).parent, flag, path)
 
 
 def plan(req: GateRequest) -> tuple[GatePolicy | None, list, dict | None]:
@@ -52,11 +60,16 @@ def plan(req: GateRequest) -> tuple[GatePolicy | None, list, dict | None]:
     thresholds = merge(policy, flags)
     baseline_path = req.baseline if req.baseline is not None else (policy.baseline if policy else None)
     require_baseline(thresholds, baseline_path is not None)
+    if req.out is not None and Path(req.out).exists() and not Path(req.out).is_dir():
+        raise ConfigError(f"--out {printable(req.out)} exists and is not a directory")
+    baseline = load_baseline(baseline_path) if baseline_path is not None else None
+    # last: these create the output directories, so only once everything else is valid
     for path, flag in ((req.junit, "--junit"), (req.summary, "--summary")):
         _check_output(path, flag)
-    if req.out is not None and Path(req.out).exists() and not Path(req.out).is_dir():
-        raise ConfigError(f"--out {req.out} exists and is not a directory")
-    baseline = load_baseline(baseline_path) if baseline_path is not None else None
+    if req.out is not None:
+        from toolkit.io import check_output_dir
+
+        check_output_dir(req.out)
     return policy, thresholds, baseline
 
 
@@ -96,18 +109,19 @@ def write_outputs(report: dict, req: GateRequest) -> None:
 
 def format_result(report: dict, result: GateResult, quiet: bool = False) -> str:
     """Human output: (unless quiet) one line per threshold with its worst attack; one line per violation;
-    then the verdict."""
+    then the verdict. Names and paths are made :func:`printable`, so a file name cannot add a line (such as
+    a forged ``verdict: PASS``) to the output."""
     lines = []
     if not quiet:
         art = report.get("artifact") or {}
         data = report.get("data") or {}
-        lines.append(f"gate: {art.get('path')} ({art.get('format')}, {art.get('bytes')} bytes); "
-                     f"{data.get('n_members')} members, {data.get('n_nonmembers')} non-members; attacks: "
-                     f"{', '.join(a['name'] for a in report.get('attacks') or [])}")
+        lines.append(printable(f"gate: {art.get('path')} ({art.get('format')}, {art.get('bytes')} bytes); "
+                               f"{data.get('n_members')} members, {data.get('n_nonmembers')} non-members; "
+                               f"attacks: {', '.join(a['name'] for a in report.get('attacks') or [])}"))
         for w in result.worst():
             delta = f" (baseline {w['baseline']:.4f}, delta {w['delta']:+.4f})" if w.get("delta") is not None else ""
             t = f"{w['metric']} {w['kind']} {w['limit']:g}"
-            lines.append(f"  {'ok  ' if w['passed'] else 'FAIL'}  {t:<28} worst: {w['attack']} "
+            lines.append(f"  {'ok  ' if w['passed'] else 'FAIL'}  {t:<28} worst: {printable(w['attack'])} "
                          f"{w['value']:.4f}{delta}")
     lines += [c.line() for c in result.violations]
     n = len(result.violations)

@@ -10,21 +10,32 @@
   model figures. Whenever a baseline is given, every check carries the baseline value and the delta.
 * Warnings (one line each): TPR at an FPR below 1 / (evaluated non-members) rests on less than one false
   positive (``under_resolved``; for TPR@0.1%FPR: fewer than 1,000 non-members); a baseline audited on other
-  data than this report.
+  data than this report; a figure that is not a finite number (its check fails: NaN or an infinity must never
+  let a gate pass).
+* A baseline report is someone else's file: :func:`load_baseline` reads it with limits
+  (:func:`toolkit.io.load_json_strict`: size, nesting, digits, no NaN/Infinity) and validates the fields the
+  gate reads with a pydantic schema (:class:`BaselineReport`: figures are finite numbers in their range, never
+  booleans or strings; attack names are unique strings). Anything else in it is dropped.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError
 
 from toolkit.errors import ConfigError, DataError
 from toolkit.gate.metrics import KINDS, get_metric
 from toolkit.gate.policy import Threshold
+from toolkit.report.escape import printable
 
 SCHEMA_PREFIX = "safecompress.audit/"
 MODEL = "model"
+#: Largest baseline report read: a report.json is tens of KB; a file this large is not one.
+MAX_BASELINE_BYTES = 16 * 1024**2
 
 
 @dataclass
@@ -42,13 +53,15 @@ class Check:
     under_resolved: bool = False
 
     def line(self) -> str:
-        """The one-line description of a violation: metric, attack, value, limit."""
+        """The one-line description of a violation: metric, attack, value, limit (the attack name made
+        printable: it is printed to the terminal and written into reports)."""
         kind = KINDS[self.kind]
+        attack = printable(self.attack)
         if kind.relative:
             change = "increase" if kind.for_higher_is_worse else "decrease"
-            return (f"FAIL {self.metric} attack={self.attack} value={self.value:.4f} baseline={self.baseline:.4f} "
+            return (f"FAIL {self.metric} attack={attack} value={self.value:.4f} baseline={self.baseline:.4f} "
                     f"{change}={abs(self.delta):.4f} limit: {kind.name}={self.limit:g}")
-        return f"FAIL {self.metric} attack={self.attack} value={self.value:.4f} limit: {kind.name}={self.limit:g}"
+        return f"FAIL {self.metric} attack={attack} value={self.value:.4f} limit: {kind.name}={self.limit:g}"
 
 
 @dataclass
@@ -95,29 +108,102 @@ class GateResult:
 
 
 # --------------------------------------------------------------------------- baseline
-def load_baseline(path: str | Path) -> dict:
-    """A previous ``report.json`` (audit or gate), checked to be an audit report with attack rows."""
-    from toolkit.io import MAX_CONFIG_BYTES, check_input_file
+#: A figure of a baseline: a finite number in [0, 1]; never a bool or a string (strict).
+Fraction = Annotated[float, Strict(), Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Count = Annotated[int, Strict(), Field(ge=0, le=2**53)]
+Text = Annotated[str, Strict(), StringConstraints(max_length=4096)]
+Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=200)]
 
-    p = check_input_file(path, "baseline report", DataError, max_bytes=64 * MAX_CONFIG_BYTES)
-    try:
-        rep = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"baseline report {p} is not valid JSON: {exc}") from None
+
+class _BaselinePart(BaseModel):
+    # A report holds many more keys than the gate reads (CIs, timings, provenance...): those are dropped.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class BaselineAttack(_BaselinePart):
+    """One attack row of a baseline: the figures a gate can compare (missing ones stay None)."""
+
+    name: Name
+    kind: Name | None = None
+    auc: Fraction | None = None
+    balanced_accuracy: Fraction | None = None
+    tpr_at_fpr: dict[Annotated[str, StringConstraints(max_length=32)], Fraction] = Field(
+        default_factory=dict, max_length=64)
+    n_members: Count | None = None
+    n_nonmembers: Count | None = None
+
+
+class BaselineAccuracy(_BaselinePart):
+    members: Fraction | None = None
+    nonmembers: Fraction | None = None
+
+
+class BaselineArtifact(_BaselinePart):
+    path: Text | None = None
+    format: Name | None = None
+    sha256: Name | None = None
+    bytes: Count | None = None
+
+
+class BaselineData(_BaselinePart):
+    members_sha256: Name | None = None
+    nonmembers_sha256: Name | None = None
+
+
+class BaselineGate(_BaselinePart):
+    verdict: Literal["pass", "fail"] | None = None
+
+
+class BaselineReport(_BaselinePart):
+    """What the gate reads from a baseline ``report.json`` (of ``safecompress audit`` or ``gate``)."""
+
+    schema_: Annotated[str, Strict(), StringConstraints(max_length=64)] = Field(alias="schema")
+    attacks: list[BaselineAttack] = Field(max_length=1000)
+    accuracy: BaselineAccuracy
+    artifact: BaselineArtifact | None = None
+    data: BaselineData | None = None
+    gate: BaselineGate | None = None
+
+
+def load_baseline(path: str | Path) -> dict:
+    """A previous ``report.json`` (audit or gate), read strictly and validated with :class:`BaselineReport`.
+
+    Returns the validated fields as a plain dict (the layout of an audit report, unknown keys dropped) with
+    ``_path``; raises :class:`DataError` (exit 2) for anything else: too large, not JSON, too deep, not an
+    audit report, a figure that is not a finite number in its range, an attack name that is not a string,
+    an attack listed twice."""
+    from toolkit.config_io import validation_message
+    from toolkit.io import load_json_strict
+
+    p = Path(path)
+    rep = load_json_strict(p, "baseline report", DataError, max_bytes=MAX_BASELINE_BYTES)
+    what = f"baseline report {printable(p)}"
     schema = rep.get("schema") if isinstance(rep, dict) else None
     if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
-        raise DataError(f"baseline report {p} is not an audit report (schema {schema!r}, expected "
+        shown = printable(repr(schema) if isinstance(schema, str) or schema is None else type(schema).__name__)
+        raise DataError(f"{what} is not an audit report (schema {shown[:80]}, expected "
                         f"{SCHEMA_PREFIX}1): pass the report.json of `safecompress audit` or `gate`")
     if not isinstance(rep.get("attacks"), list) or not isinstance(rep.get("accuracy"), dict):
-        raise DataError(f"baseline report {p} lacks its 'attacks' or 'accuracy' section")
-    rep.setdefault("_path", str(p))
-    return rep
+        raise DataError(f"{what} lacks its 'attacks' or 'accuracy' section")
+    try:
+        model = BaselineReport.model_validate(rep)
+    except ValidationError as exc:
+        raise DataError(validation_message(exc, what)) from None
+    seen: set[str] = set()
+    for a in model.attacks:  # a second row of one attack would silently replace the first
+        if a.name in seen:
+            raise DataError(f"{what} lists attack {printable(a.name)!r} twice")
+        seen.add(a.name)
+    out = model.model_dump(by_alias=True)
+    out["_path"] = str(p)
+    return out
 
 
 def _value(metric, row_or_report: dict, where: str) -> float:
+    """The figure of ``metric`` (may be NaN or infinite: the caller fails the check and warns)."""
     try:
         return metric.value(row_or_report)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise DataError(f"{where} has no {metric.name} figure") from None
 
 
@@ -152,8 +238,8 @@ def evaluate(report: dict, thresholds: list[Threshold], baseline: dict | None = 
                 missing = sorted(n for n, (_, b) in targets.items() if b is None)
                 if len(missing) == len(targets):
                     raise DataError(f"the baseline report ran none of the attacks run now "
-                                    f"(baseline: {', '.join(sorted(map(str, base_rows))) or 'none'}; "
-                                    f"now: {', '.join(rows)}): compare runs of the same attacks")
+                                    f"(baseline: {printable(', '.join(sorted(map(str, base_rows))))[:300] or 'none'}; "
+                                    f"now: {printable(', '.join(rows))}): compare runs of the same attacks")
                 if missing:
                     warnings.append(f"{t.metric} {kind.name}: no baseline for attack(s) {', '.join(missing)}; "
                                     "they are not compared")
@@ -166,8 +252,12 @@ def evaluate(report: dict, thresholds: list[Threshold], baseline: dict | None = 
                                     else f"the baseline's attack {name!r}")
             delta = None if base_value is None else value - base_value
             under = bool(metric.fpr is not None and int(cur.get("n_nonmembers", 0)) * metric.fpr < 1)
+            finite = math.isfinite(value) and (base_value is None or math.isfinite(base_value))
+            if not finite:  # NaN compares false and -inf passes every max: neither may let the gate pass
+                warnings.append(f"{t.metric} of {'the model' if name == MODEL else f'attack {name}'} is not a "
+                                f"finite number (value {value}, baseline {base_value}): the check fails")
             checks.append(Check(t.metric, t.kind, t.limit, name, value,
-                                kind.passes(value, t.limit, base_value), base_value, delta, under))
+                                finite and kind.passes(value, t.limit, base_value), base_value, delta, under))
 
     for metric_name in dict.fromkeys(c.metric for c in checks if c.under_resolved):
         metric = get_metric(metric_name)

@@ -140,6 +140,8 @@ def check_limit(metric_name: str, kind_name: str, limit, *, in_policy: bool = Fa
         raise ConfigError(f"{label(kind)} does not apply to {metric.name} ({worse} is worse); "
                           f"use {' or '.join(fits)}")
     try:
+        if isinstance(limit, bool):  # float(True) is 1.0: a policy's `auc: true` must not become a limit of 1
+            raise TypeError("a boolean is not a limit")
         value = float(limit)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
         try:

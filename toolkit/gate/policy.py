@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError, UnknownNameError
 from toolkit.seed import Seed
 
@@ -63,7 +64,7 @@ def _limits(kind: str):
     return check
 
 
-class GatePolicy(BaseModel):
+class GatePolicy(ConfigModel):
     """Limits of a release gate (``configs/gate.example.yaml``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

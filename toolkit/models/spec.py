@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from toolkit.config_io import ConfigModel
 from toolkit.seed import Seed
 
 
-class _Strict(BaseModel):
+class _Strict(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: Widest layer a config may ask for: a negative or zero width fails deep inside a framework, a huge one
+#: allocates without bound before training starts.
+MAX_WIDTH = 65_536
+#: A layer width (MLP hidden layer, CNN channels, dense layer).
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 
 
 class ModelSpec(_Strict):
@@ -34,9 +42,9 @@ class ModelSpec(_Strict):
     arch: Literal["mlp", "cnn"] = "mlp"
     input_shape: tuple[int, ...]
     n_classes: int = Field(ge=2)
-    hidden: tuple[int, ...] = (256, 128)
-    channels: tuple[int, ...] = (32,)
-    dense: int = 128
+    hidden: tuple[Width, ...] = (256, 128)
+    channels: tuple[Width, ...] = (32,)
+    dense: Width = 128
 
     @model_validator(mode="after")
     def _check(self):

@@ -15,13 +15,18 @@ def write_reports(report: dict, out_dir: str | Path) -> dict:
     """Write ``report.html``, ``summary.md`` and ``report.json`` (with their paths in ``files``) under ``out_dir``.
 
     ``report.json`` is written last, so its ``files`` section lists everything next to it. Returns ``files``.
+    ``report.json`` is always JSON: a figure that is NaN or infinite (a bug or a broken model, never a
+    number to compare) is written as null and its path listed under ``non_finite``. A directory or file that
+    cannot be written is one :class:`~toolkit.errors.ConfigError` line (exit 2).
     """
-    from toolkit.io import atomic_write_json
+    from toolkit.io import atomic_write_json, check_output_dir, finite_json
     from toolkit.report.html import write_html
     from toolkit.report.markdown import write_summary
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir)
+    non_finite = finite_json(report)[1]
+    if non_finite:
+        report["non_finite"] = non_finite
     files = dict(report.get("files") or {})
     files.setdefault("report", str(out / "report.json"))
     files.update(html=str(out / "report.html"), summary=str(out / "summary.md"))

@@ -2,7 +2,8 @@
 
 Self-contained means: CSS in a ``<style>`` element, every plot a ``data:image/png;base64`` image, no script,
 no external URL (the page renders offline and can be attached to a CI run as one file). Every value from the
-report is HTML-escaped.
+report is HTML-escaped with :func:`~toolkit.report.escape.esc` (which also makes control characters and
+non-UTF-8 file names visible escapes); only markup written here is not.
 
 Sections, each rendered when the report holds its data (so the run engine's report gets them by adding keys):
 
@@ -20,10 +21,10 @@ Sections, each rendered when the report holds its data (so the run engine's repo
 from __future__ import annotations
 
 import base64
-import html
 import json
 from pathlib import Path
 
+from toolkit.report.escape import esc, esc_block
 from toolkit.report.markdown import fmt, signed, size
 from toolkit.report.pareto import attack_rows, leakage, max_tpr, pareto_mask
 
@@ -56,8 +57,9 @@ pre { background: #f6f8fa; padding: 8px; overflow-x: auto; white-space: pre-wrap
 """
 
 
-def esc(v) -> str:
-    return html.escape("-" if v is None else str(v), quote=True)
+def num(v, digits: int = 3) -> str:
+    """A figure as HTML: :func:`fmt` for numbers, bools and None; anything else escaped text."""
+    return fmt(v, digits) if v is None or isinstance(v, (int, float)) else esc(v)
 
 
 def _img(png: bytes, alt: str, caption: str = "", cls: str = "plot") -> str:
@@ -94,8 +96,8 @@ def _gate_section(gate: dict) -> str:
              f'{len(gate.get("checks") or [])} check(s) of {len(gate.get("thresholds") or [])} threshold(s)</span></p>']
     if gate.get("violations"):
         items = "".join(f"<li><code>{esc(v['metric'])}</code> of attack <code>{esc(v['attack'])}</code>: "
-                        f"{fmt(v['value'], 4)}"
-                        + (f" (baseline {fmt(v['baseline'], 4)}, &Delta; {signed(v['delta'], 4)})"
+                        f"{num(v['value'], 4)}"
+                        + (f" (baseline {num(v['baseline'], 4)}, &Delta; {signed(v['delta'], 4)})"
                            if v.get("delta") is not None else "")
                         + f" &mdash; limit {esc(v['kind'])} {v['limit']:g}</li>" for v in gate["violations"])
         parts.append(f'<h3>Violations</h3><ul class="violations">{items}</ul>')
@@ -108,10 +110,10 @@ def _gate_section(gate: dict) -> str:
         cells = [td('<span class="ok">pass</span>' if w["passed"] else '<span class="bad">FAIL</span>'),
                  td(f"<code>{esc(w['metric'])}</code> {sym[w['kind']]} {w['limit']:g}"),
                  td(esc(w.get("source"))), td(f"<code>{esc(w['attack'])}</code>"),
-                 td(fmt(w["value"], 4) + (' <span class="flag">under-resolved</span>' if w.get("under_resolved")
+                 td(num(w["value"], 4) + (' <span class="flag">under-resolved</span>' if w.get("under_resolved")
                                           else ""), True)]
         if has_base:
-            cells += [td(fmt(w.get("baseline"), 4), True), td(signed(w.get("delta"), 4), True)]
+            cells += [td(num(w.get("baseline"), 4), True), td(signed(w.get("delta"), 4), True)]
         cells.append(td(f"{w['violations']}/{w['checks']}", True))
         rows.append((cells, "" if w["passed"] else "fail"))
     header = ["", "threshold", "from", "worst attack", "value"] + (["baseline", "&Delta;"] if has_base else []) \
@@ -139,7 +141,7 @@ def _artifact_section(report: dict) -> str:
         out.append('<h3 id="accuracy">Accuracy</h3>' + _table(
             ["non-members (held-out) = accuracy", "members", "gap (members - non-members)", "members / non-members",
              "known halves"],
-            [([td(f"<b>{fmt(acc.get('nonmembers'))}</b>", True), td(fmt(acc.get("members")), True),
+            [([td(f"<b>{num(acc.get('nonmembers'))}</b>", True), td(num(acc.get("members")), True),
                td(signed(gap), True), td(f"{esc(data.get('n_members'))} / {esc(data.get('n_nonmembers'))}", True),
                td(f"{esc(data.get('known_members'))} / {esc(data.get('known_nonmembers'))}", True)], "")],
             "accuracy"))
@@ -178,12 +180,12 @@ def _attacks_section(report: dict, base_dir: Path | None, title: str = "Attacks"
         tci = ci.get("tpr_at_fpr") or {}
         under = ' <span class="flag">under-resolved</span>' if r.get("under_resolved") else ""
         rows.append(([td(f"<code>{esc(r['name'])}</code>"), td(esc(r.get("kind"))), td(esc(r.get("evaluated_on"))),
-                      td(f"{fmt(r['auc'])}{_ci(ci.get('auc'))}", True),
-                      td(f"{fmt(r['balanced_accuracy'])}{_ci(ci.get('balanced_accuracy'))}", True),
-                      td(f"{fmt(r['tpr_at_fpr']['0.001'])}{_ci(tci.get('0.001'))}{under}", True),
-                      td(f"{fmt(r['tpr_at_fpr']['0.01'])}{_ci(tci.get('0.01'))}", True),
+                      td(f"{num(r['auc'])}{_ci(ci.get('auc'))}", True),
+                      td(f"{num(r['balanced_accuracy'])}{_ci(ci.get('balanced_accuracy'))}", True),
+                      td(f"{num(r['tpr_at_fpr']['0.001'])}{_ci(tci.get('0.001'))}{under}", True),
+                      td(f"{num(r['tpr_at_fpr']['0.01'])}{_ci(tci.get('0.01'))}", True),
                       td(f"{esc(r.get('n_members'))} + {esc(r.get('n_nonmembers'))}", True),
-                      td(fmt(r.get("seconds"), 2), True)], ""))
+                      td(num(r.get("seconds"), 2), True)], ""))
     out = [f'<h2 id="attacks">{esc(title)}</h2>',
            _table(["attack", "kind", "evaluated on", "AUC [95% CI]", "MIA acc [95% CI]", "TPR@0.1%FPR [95% CI]",
                    "TPR@1%FPR [95% CI]", "members + non-members", "seconds"], rows, "attacks")]
@@ -247,15 +249,15 @@ def _candidates_section(report: dict) -> str:
         rows.append(([td(("&#9733; " if c.get("name") == selected else "") + f"<code>{esc(c.get('name'))}</code>"),
                       td(esc(c.get("backend"))), td(esc(c.get("method"))),
                       td(f"<code>{esc(_params(c.get('params')))}</code>"),
-                      td(fmt(c.get("accuracy")), True), td(fmt(c.get("mia_accuracy")), True),
-                      td(fmt(c.get("tm_score")), True), td(fmt(leak), True), td(fmt(max_tpr(c)), True),
+                      td(num(c.get("accuracy")), True), td(num(c.get("mia_accuracy")), True),
+                      td(num(c.get("tm_score")), True), td(num(leak), True), td(num(max_tpr(c)), True),
                       td(size(c.get("bytes")), True), td(_stats(c.get("stats"))),
                       td(f"<code>{esc(c.get('artifact'))}</code>"), td("yes" if on else "", False)], cls))
     out.append(_table(["candidate", "backend", "method", "params", "accuracy", "MIA acc", "TM-score", "max AUC",
                        "max TPR@0.1%", "bytes", "compression", "artifact", "Pareto"], rows, "candidates"))
     if dense:
-        out.append(f'<p class="muted">Dense baseline: accuracy {fmt(dense.get("accuracy"))}, MIA acc '
-                   f'{fmt(dense.get("mia_accuracy"))}, {size(dense.get("bytes"))}.</p>')
+        out.append(f'<p class="muted">Dense baseline: accuracy {num(dense.get("accuracy"))}, MIA acc '
+                   f'{num(dense.get("mia_accuracy"))}, {size(dense.get("bytes"))}.</p>')
     chosen = next((c for c in cands if c.get("name") == selected), None)
     if chosen is not None:
         out.append('<h3 id="selected">Selected model</h3>')
@@ -263,16 +265,16 @@ def _candidates_section(report: dict) -> str:
                            "artifact"],
                           [([td(f"<code>{esc(chosen.get('name'))}</code>"), td(esc(chosen.get("backend"))),
                              td(esc(chosen.get("method"))), td(f"<code>{esc(_params(chosen.get('params')))}</code>"),
-                             td(fmt(chosen.get("accuracy")), True), td(fmt(chosen.get("mia_accuracy")), True),
-                             td(fmt(chosen.get("tm_score")), True), td(size(chosen.get("bytes")), True),
+                             td(num(chosen.get("accuracy")), True), td(num(chosen.get("mia_accuracy")), True),
+                             td(num(chosen.get("tm_score")), True), td(size(chosen.get("bytes")), True),
                              td(f"<code>{esc(chosen.get('artifact'))}</code>")], "selected")], "selected"))
         rows = attack_rows(chosen)
         if rows:
             out.append(_table(["attack", "AUC", "MIA acc", "TPR@0.1%FPR", "TPR@1%FPR"],
-                              [([td(f"<code>{esc(r.get('name'))}</code>"), td(fmt(r.get("auc")), True),
-                                 td(fmt(r.get("balanced_accuracy")), True),
-                                 td(fmt((r.get("tpr_at_fpr") or {}).get("0.001")), True),
-                                 td(fmt((r.get("tpr_at_fpr") or {}).get("0.01")), True)], "") for r in rows],
+                              [([td(f"<code>{esc(r.get('name'))}</code>"), td(num(r.get("auc")), True),
+                                 td(num(r.get("balanced_accuracy")), True),
+                                 td(num((r.get("tpr_at_fpr") or {}).get("0.001")), True),
+                                 td(num((r.get("tpr_at_fpr") or {}).get("0.01")), True)], "") for r in rows],
                               "selected-attacks"))
     elif selected is not None:
         out.append(f'<p class="bad">The selected candidate {esc(selected)} is not among the candidates.</p>')
@@ -283,7 +285,7 @@ def _provenance_section(report: dict) -> str:
     prov = report.get("provenance") or {}
     out = ['<h2 id="reproduce">Reproduce</h2>']
     if prov.get("command"):
-        out.append(f"<pre><code>{esc(prov['command'])}</code></pre>")
+        out.append(f"<pre><code>{esc_block(prov['command'])}</code></pre>")
     out.append(f'<p>Seed <code>{esc(prov.get("seed", report.get("seed")))}</code>'
                + (f' &middot; working directory <code>{esc(prov["cwd"])}</code>' if prov.get("cwd") else "")
                + (f' &middot; {esc(prov["platform"])}' if prov.get("platform") else "")
@@ -328,7 +330,7 @@ def render_html(report: dict, base_dir: str | Path | None = None) -> str:
             body.append(_attacks_section(nested, base, "Attacks (final audit)"))
     body.append(_provenance_section(report))
     body.append('<details><summary class="muted">report.json</summary><pre><code>'
-                + esc(json.dumps({k: v for k, v in report.items() if k not in ("provenance",)}, indent=1,
+                + esc_block(json.dumps({k: v for k, v in report.items() if k not in ("provenance",)}, indent=1,
                                  default=str)[:200_000]) + "</code></pre></details>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -14,6 +14,11 @@ layout::
         <system-err/>
       </testsuite>
     </testsuites>
+
+Every string that is not ours (the artifact and baseline paths, attack names, warnings) goes through
+:func:`~toolkit.report.escape.printable`: ElementTree escapes markup but writes any character it is given,
+and a control character or a lone surrogate (a non-UTF-8 file name) would make the document ill-formed or
+unencodable. So the XML is well-formed whatever bytes a name holds.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import xml.etree.ElementTree as ET
 
 from toolkit.gate.evaluate import Check
 from toolkit.gate.metrics import KINDS
+from toolkit.report.escape import printable
 
 
 def junit_element(report: dict) -> ET.Element:
@@ -39,36 +45,37 @@ def junit_element(report: dict) -> ET.Element:
     root = ET.Element("testsuites", {"name": "safecompress gate", **counts, "time": f"{total_time:.3f}"})
     suite = ET.SubElement(root, "testsuite", {
         "name": "safecompress.gate", **counts, "skipped": "0", "time": f"{total_time:.3f}", "timestamp": stamp,
-        "hostname": platform.node() or "localhost", "id": "0", "package": "safecompress"})
+        "hostname": printable(platform.node() or "localhost"), "id": "0", "package": "safecompress"})
     props = ET.SubElement(suite, "properties")
     art = report.get("artifact") or {}
     for name, value in (("artifact", art.get("path")), ("format", art.get("format")), ("sha256", art.get("sha256")),
                         ("bytes", art.get("bytes")), ("verdict", gate.get("verdict")), ("seed", report.get("seed")),
                         ("baseline", (gate.get("baseline") or {}).get("path"))):
         if value is not None:
-            ET.SubElement(props, "property", {"name": name, "value": str(value)})
+            ET.SubElement(props, "property", {"name": name, "value": printable(value)})
     for c in checks:
         kind = KINDS[c.kind]
         case = ET.SubElement(suite, "testcase", {
-            "classname": f"safecompress.gate.{c.metric}.{c.kind}",
-            "name": f"{c.metric} {kind.symbol} {c.limit:g} [{c.attack}]", "time": "0"})
+            "classname": printable(f"safecompress.gate.{c.metric}.{c.kind}"),
+            "name": printable(f"{c.metric} {kind.symbol} {c.limit:g} [{c.attack}]"), "time": "0"})
         if not c.passed:
-            body = [f"metric: {c.metric}", f"attack: {c.attack}", f"value: {c.value:.6f}",
+            body = [printable(f"metric: {c.metric}"), printable(f"attack: {c.attack}"), f"value: {c.value:.6f}",
                     f"limit: {kind.name} {c.limit:g}"]
             if c.baseline is not None:
                 body += [f"baseline: {c.baseline:.6f}", f"delta: {c.delta:+.6f}"]
             if c.under_resolved:
                 body.append("under-resolved: fewer evaluated non-members than 1/FPR")
-            fail = ET.SubElement(case, "failure", {"type": "threshold", "message": c.line()})
+            fail = ET.SubElement(case, "failure", {"type": "threshold", "message": printable(c.line())})
             fail.text = "\n".join(body)
     out = ET.SubElement(suite, "system-out")
-    out.text = "\n".join(f"warning: {w}" for w in gate.get("warnings") or []) or None
+    out.text = "\n".join(printable(f"warning: {w}") for w in gate.get("warnings") or []) or None
     ET.SubElement(suite, "system-err")
     return root
 
 
 def junit_xml(report: dict) -> bytes:
-    """The JUnit document of ``report["gate"]`` as UTF-8 bytes with an XML declaration."""
+    """The JUnit document of ``report["gate"]`` as UTF-8 bytes with an XML declaration; well-formed XML 1.0
+    for any names in the report."""
     root = junit_element(report)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"

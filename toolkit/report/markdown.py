@@ -3,21 +3,29 @@
 GitHub-flavoured Markdown only (tables, ``<details>``); no images, so it reads the same in a CI log. Sections,
 each present when the report has the data: verdict and gate table (threshold, worst attack, value, baseline,
 delta), violations, warnings, the attack table, accuracy, selection candidates, and the command to reproduce.
+
+Every string that is not ours (paths, attack / candidate / metric names, warnings, the command line) goes
+through :func:`~toolkit.report.escape.md_code` or :func:`~toolkit.report.escape.md_text`, so a forged name
+cannot add a heading, a verdict or an HTML comment to the summary of a failing gate.
 """
 
 from __future__ import annotations
 
+import re
+
+from toolkit.report.escape import md_code, md_fence, md_text, printable
 from toolkit.report.pareto import leakage, max_tpr
 
 
 def fmt(v, digits: int = 3) -> str:
+    """A figure with ``digits`` decimals; ``-`` for None; anything else as literal Markdown text."""
     if v is None:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, (int, float)):
         return f"{v:.{digits}f}"
-    return str(v)
+    return md_text(v)
 
 
 def signed(v, digits: int = 3) -> str:
@@ -31,7 +39,11 @@ def size(n) -> str:
 
 
 def _cell(v) -> str:
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    """A table cell: every ``|`` escaped (GFM splits cells on ``|`` even inside code spans). Backslashes right
+    before a ``|`` are doubled first, so that no renderer reads ``\\|`` as an escaped backslash + a cell border;
+    newlines (never in text from md_text/md_code) would end the row, so they become spaces."""
+    s = str(v).replace("\r", " ").replace("\n", " ")
+    return re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", s)
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:
@@ -50,11 +62,11 @@ def attack_rows(report: dict) -> list[list]:
         ci = r.get("ci95") or {}
         tci = ci.get("tpr_at_fpr") or {}
         flag = " ⚠ under-resolved" if r.get("under_resolved") else ""
-        rows.append([f"`{r['name']}`", r.get("kind", "-"), f"{fmt(r['auc'])}{_ci(ci.get('auc'))}",
+        rows.append([md_code(r["name"]), md_text(r.get("kind", "-")), f"{fmt(r['auc'])}{_ci(ci.get('auc'))}",
                      f"{fmt(r['balanced_accuracy'])}{_ci(ci.get('balanced_accuracy'))}",
                      f"{fmt(r['tpr_at_fpr']['0.001'])}{_ci(tci.get('0.001'))}{flag}",
                      f"{fmt(r['tpr_at_fpr']['0.01'])}{_ci(tci.get('0.01'))}",
-                     f"{r.get('evaluated_on', '-')} ({r.get('n_members')}+{r.get('n_nonmembers')})"])
+                     md_text(f"{r.get('evaluated_on', '-')} ({r.get('n_members')}+{r.get('n_nonmembers')})")])
     return rows
 
 
@@ -80,12 +92,12 @@ def summary_markdown(report: dict) -> str:
     lines.append("")
     if art:
         sha = art.get("sha256")
-        lines.append(f"Artifact `{art.get('path')}` ({art.get('format')}, {size(art.get('bytes'))}"
-                     + (f", sha256 `{sha[:12]}…`" if sha else "") + ")")
+        lines.append(f"Artifact {md_code(art.get('path'))} ({md_text(art.get('format'))}, {size(art.get('bytes'))}"
+                     + (f", sha256 {md_code(str(sha)[:12] + '…')}" if sha else "") + ")")
     data = report.get("data") or {}
     if data:
-        lines.append(f"· {data.get('n_members')} members / {data.get('n_nonmembers')} non-members"
-                     f" · seed {report.get('seed')}")
+        lines.append(md_text(f"· {data.get('n_members')} members / {data.get('n_nonmembers')} non-members"
+                             f" · seed {report.get('seed')}"))
     lines.append("")
 
     if gate:
@@ -95,7 +107,8 @@ def summary_markdown(report: dict) -> str:
         for w in gate.get("worst") or []:
             sym = SYMBOLS[w["kind"]]
             flag = " ⚠" if w.get("under_resolved") else ""
-            row = ["✅" if w["passed"] else "❌", f"`{w['metric']}` {sym} {w['limit']:g}", f"`{w['attack']}`",
+            row = ["✅" if w["passed"] else "❌", f"{md_code(w['metric'])} {sym} {w['limit']:g}",
+                   md_code(w["attack"]),
                    fmt(w["value"], 4) + flag]
             if has_base:
                 row += [fmt(w.get("baseline"), 4), signed(w.get("delta"), 4)]
@@ -111,13 +124,14 @@ def summary_markdown(report: dict) -> str:
                        "max_decrease": "max decrease"}[v["kind"]]
                 extra = (f" (baseline {v['baseline']:.4f}, Δ {v['delta']:+.4f})" if v.get("delta") is not None
                          else "")
-                lines.append(f"- `{v['metric']}` of `{v['attack']}`: {v['value']:.4f}{extra}, {lim} {v['limit']:g}")
+                lines.append(f"- {md_code(v['metric'])} of {md_code(v['attack'])}: {fmt(v['value'], 4)}{extra}, "
+                             f"{lim} {v['limit']:g}")
             lines.append("")
         for w in gate.get("warnings") or []:
-            lines.append(f"> ⚠ {w}")
+            lines.append(f"> ⚠ {md_text(w)}")
             lines.append("")
         if has_base:
-            lines.append(f"Baseline: `{(gate['baseline'] or {}).get('path')}`")
+            lines.append(f"Baseline: {md_code((gate['baseline'] or {}).get('path'))}")
             lines.append("")
 
     acc = report.get("accuracy")
@@ -140,13 +154,13 @@ def summary_markdown(report: dict) -> str:
 
     cands = report.get("candidates") or []
     if cands:
-        lines.append(f"**Candidates** (selected: `{report.get('selected')}`)")
+        lines.append(f"**Candidates** (selected: {md_code(report.get('selected'))})")
         lines.append("")
         rows = []
         for c in cands:
             leak, _ = leakage(c)
-            rows.append([("★ " if c.get("name") == report.get("selected") else "") + f"`{c.get('name')}`",
-                         c.get("backend", "-"), c.get("method", "-"), fmt(c.get("accuracy")),
+            rows.append([("★ " if c.get("name") == report.get("selected") else "") + md_code(c.get("name")),
+                         md_text(c.get("backend", "-")), md_text(c.get("method", "-")), fmt(c.get("accuracy")),
                          fmt(c.get("mia_accuracy")), fmt(c.get("tm_score")), fmt(leak), fmt(max_tpr(c)),
                          size(c.get("bytes"))])
         lines += table(["candidate", "backend", "method", "accuracy", "MIA acc", "TM-score", "max AUC",
@@ -155,8 +169,10 @@ def summary_markdown(report: dict) -> str:
 
     prov = report.get("provenance") or {}
     if prov.get("command"):
-        lines += ["<details><summary>Reproduce</summary>", "", "```sh", prov["command"], "```", "",
-                  ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items()), "", "</details>", ""]
+        # one line even where a quoted argument holds a newline: no line of the summary starts with a name's text
+        lines += ["<details><summary>Reproduce</summary>", "", *md_fence(printable(prov["command"]), "sh"), "",
+                  md_text(", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())), "",
+                  "</details>", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 import io
 import math
 
+from toolkit.report.escape import printable
 from toolkit.report.pareto import leakage, pareto_mask
+
+
+def plot_text(name) -> str:
+    """A name as plot text: :func:`printable` (the font renderer refuses lone surrogates; control characters
+    would draw as boxes or new lines) with ``$`` escaped, since matplotlib reads ``$...$`` as math and a name
+    that is not valid TeX math would fail the whole report."""
+    return printable(name).replace("$", r"\$")
 
 
 def _plt():
@@ -44,7 +52,7 @@ def attack_figure(report: dict) -> bytes:
     """AUC and TPR@0.1%FPR per attack: points with 95% CI whiskers, chance and the gate's ``max`` limits."""
     plt = _plt()
     rows = report.get("attacks") or []
-    names = [r["name"] for r in rows]
+    names = [plot_text(r["name"]) for r in rows]
     gate = report.get("gate")
     height = 0.32 * max(len(rows), 2) + 1.1
     fig, axes = plt.subplots(2, 1, figsize=(5.6, 2 * height), dpi=100)
@@ -104,7 +112,7 @@ def pareto_figure(candidates: list[dict], selected: str | None = None, front: li
     for c, leak, acc, size, on, _ in pts:
         ax.scatter(leak, acc, s=area(size), alpha=0.55, color="#e45756" if on else "#9d9d9d",
                    edgecolors="black" if on else "none", linewidths=1.0, zorder=3)
-        tag = f"{c.get('name')}" + (f"\n{size / 1024:.1f} KiB" if size else "")
+        tag = plot_text(c.get("name")) + (f"\n{size / 1024:.1f} KiB" if size else "")
         ax.annotate(tag, (leak, acc), fontsize=6.5, xytext=(5, 4), textcoords="offset points", zorder=4)
     on_front = sorted((p for p in pts if p[4]), key=lambda p: p[1])
     if len(on_front) > 1:

@@ -39,13 +39,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from toolkit.compress.result import CompressionStats
+from toolkit.config_io import ConfigModel
 from toolkit.errors import CompressionError, ConfigError, ModelError
 from toolkit.registry import Registry
 
 # ------------------------------------------------------------------------------------------------ configs
 
 
-class _Base(BaseModel):
+class _Base(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     density: float = Field(0.05, gt=0, le=1, description="kept fraction of the prunable weights (pr_*, mia_pr) or "

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from toolkit.models.spec import TrainRecipe
+from toolkit.config_io import ConfigModel
+from toolkit.models.spec import MAX_WIDTH, TrainRecipe, Width
 from toolkit.seed import Seed
 
 
-class _Section(BaseModel):
+class _Section(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -33,9 +34,9 @@ class ModelSection(_Section):
     """The dense reference model (built identically in every framework a candidate needs)."""
 
     arch: Literal["mlp", "cnn"] = "mlp"
-    hidden: tuple[int, ...] | None = Field(None, description="MLP widths (default 256, 128)")
-    channels: tuple[int, ...] | None = Field(None, description="CNN conv widths (default 32)")
-    dense: int | None = Field(None, ge=1, description="CNN dense width (default 128)")
+    hidden: tuple[Width, ...] | None = Field(None, description="MLP widths (default 256, 128)")
+    channels: tuple[Width, ...] | None = Field(None, description="CNN conv widths (default 32)")
+    dense: int | None = Field(None, ge=1, le=MAX_WIDTH, description="CNN dense width (default 128)")
 
 
 class CandidateSection(_Section):

@@ -13,6 +13,15 @@ Run directory (``--out DIR``)::
     DIR/final_audit/                    report.json, roc.png, risk.csv of the winner's audit
     DIR/report.json, report.html, summary.md
     DIR/.checkpoints/                   finished jobs (dense training, candidates), reused on rerun
+    DIR/.checkpoints/references/        cached reference-model outputs (ref-<hash>.npz + .mac seal)
+    DIR/.safecompress-run               marker: this directory is a safecompress run directory
+
+The run directory is ours alone, and only our layout in it: a non-empty directory without the marker is
+refused unless ``--force`` (then the marker is written and other files are left as they are); on start the
+run removes only the temporary files of its *own* interrupted atomic writes, by exact name pattern, in the
+directories of this layout (never recursively, never elsewhere). Config and data are validated before the
+directory is touched. Checkpoints are verified on resume (:mod:`toolkit.executors.store`: digests and a
+keyed MAC); every sha256 the report records is computed from the file as installed in the run directory.
 
 The safety test follows SafeCompress (Sec. 4.3.2): one simulated ``nn`` attacker per framework is trained on
 the *dense artifact's* outputs on the known member/non-member halves, then a copy is fine-tuned a few epochs
@@ -23,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import re
+import stat
 import time
 from itertools import product
 from pathlib import Path
@@ -36,6 +47,23 @@ from toolkit.select.config import CandidateSection, RunConfig
 
 SCHEMA = "safecompress.run/1"
 WEIGHTS_SUFFIX = {"torch": ".safetensors", "keras": ".weights.h5"}
+
+#: The file that makes a directory a safecompress run directory (written when the run claims it).
+RUN_MARKER = ".safecompress-run"
+MARKER_SCHEMA = "safecompress.rundir/1"
+
+#: Where the run writes files atomically (relative glob of the directory -> regex of the final names it
+#: writes there). Only temporary files of *these* names, in *these* directories, are removed on start.
+_OWN_FILES = {
+    ".": r"split\.json|report\.json|report\.html|summary\.md|" + re.escape(RUN_MARKER),
+    "dense/*": r"model\.[A-Za-z0-9_.]+",
+    "candidates/*": r"model\.[A-Za-z0-9_.]+",
+    "final_audit": r"report\.json|roc\.png|risk\.csv",
+    ".checkpoints/references": r"ref-[0-9a-f]{32}\.npz(?:\.mac)?",
+}
+#: The temporary names toolkit.io gives a target NAME: ``atomic_write_bytes`` -> ``.NAME.XXXXXXXX.tmp``,
+#: ``atomic_path`` -> ``.tmp-XXXXXXXX-NAME`` (tempfile.mkstemp adds 8 characters of [a-z0-9_]).
+_TEMP_OF = r"\.tmp-[a-z0-9_]{{8}}-(?:{0})|\.(?:{0})\.[a-z0-9_]{{8}}\.tmp"
 
 
 # ----------------------------------------------------------------------------------------------- planning
@@ -122,12 +150,16 @@ _OBJECTIVES = {
 
 
 # ----------------------------------------------------------------------------------------------- the run
-def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = None) -> dict:
+def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = None, force: bool = False) -> dict:
     """Run the whole pipeline into ``out_dir`` and return the report dict (also written there).
 
     Rerunning the same command resumes: finished dense models and candidates are reused from
-    ``out_dir/.checkpoints``.
+    ``out_dir/.checkpoints`` once verified. ``out_dir`` must be new, empty or a run directory (its marker
+    file), else :class:`ConfigError` -- unless ``force``. It is created and marked only after the config and
+    data have been validated.
     """
+    out = Path(out_dir)
+    check_out_dir(out, force)  # before anything slow: a wrong --out fails at once
     from toolkit import progress
     from toolkit.attacks.metrics import choose_threshold  # noqa: F401  (fail early if attacks are broken)
     from toolkit.data.cli import resolve_dataset
@@ -140,11 +172,6 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
     from toolkit.select.sources import input_framework
 
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for p in [*out.rglob(".tmp-*"), *out.rglob(".*.tmp")]:
-        if p.is_file():  # temp files of atomic writes that a killed earlier run left behind; never read
-            p.unlink(missing_ok=True)
     seed = config.seed
     seed_everything(seed)
     timings: dict[str, float] = {}
@@ -154,7 +181,6 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
     d = config.data
     count = (lambda v: v if v is None or v < 1 else int(v))
     split = make_split(dataset, count(d.members), count(d.nonmembers), count(d.population), seed=seed)
-    split.save(out / "split.json", dataset)
     data = MembershipData.from_split(dataset, split)
 
     # ---- plan: which dense frameworks the candidates need (fails fast on unknown methods / frameworks)
@@ -164,6 +190,10 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
     spec_kw = {k: v for k, v in config.model.model_dump().items() if v is not None}
     spec = ModelSpec(input_shape=dataset.input_shape, n_classes=dataset.n_classes, **spec_kw)
     recipe = config.train.model_copy(update={"seed": seed})
+
+    # ---- everything validated: only now is the directory created, marked and tidied
+    claim_run_dir(out, force)
+    split.save(out / "split.json", dataset)
     ex = config.executor
     threads = ex.threads_per_worker or 1
     executor = get_executor(ex.name, workers=ex.workers, threads_per_worker=threads, address=ex.address,
@@ -182,9 +212,10 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
                       for fw in frameworks]
         dense_weights: dict[str, Path] = {}
         dense_info: dict[str, dict] = {}
+        dense_sha: dict[str, str] = {}
         for fw, res in zip(frameworks, executor.map(dense_jobs)):
             target = out / "dense" / fw
-            _install(res.files, target)
+            dense_sha[fw] = _install(res, target)[res.value["weights"]]
             dense_weights[fw] = target / res.value["weights"]
             dense_info[fw] = {"train_seconds": round(res.value["train_seconds"], 3)}
         timings["dense_training"] = time.perf_counter() - t0
@@ -193,13 +224,15 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
         export_jobs = [Job("toolkit.select.jobs:export_dense",
                            {"dense_weights": str(dense_weights[fw]), "fmt": getattr(config.export, fw), "mode": "float",
                             "sample_x": sample_x, "threads": threads},
-                           key=f"dense-export-{fw}-{_fingerprint(dense_info[fw], str(dense_weights[fw]), getattr(config.export, fw), data_fp, spec.model_dump(mode='json'), recipe.model_dump(mode='json'))}")
+                           # Keyed by the weights' content, not by when or how fast they were trained: a
+                           # recomputed (identical) dense model finds its export's entry again.
+                           key=f"dense-export-{fw}-{_fingerprint(dense_sha[fw], str(dense_weights[fw]), getattr(config.export, fw), data_fp, spec.model_dump(mode='json'), recipe.model_dump(mode='json'))}")
                        for fw in frameworks]
         dense: dict[str, dict] = {}
         attackers: dict[str, Any] = {}
         for fw, res in zip(frameworks, executor.map(export_jobs)):
             target = out / "dense" / fw
-            _install(res.files, target)
+            shipped = _install(res, target)
             artifact = target / res.value["artifact_file"]
             outputs = _outputs(artifact, data)
             attacker = SimulatedAttacker(dataset.n_classes, config.selection.attack_epochs,
@@ -210,7 +243,8 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
             dense[fw] = {"name": f"dense-{fw}", "framework": fw, "accuracy": acc,
                          "train_accuracy": _member_accuracy(outputs), "mia_accuracy": test["mia_accuracy"],
                          "tm_score": tm_score(acc, test["mia_accuracy"], config.selection.lam),
-                         "bytes": res.value["export"]["bytes"], "gzip_bytes": res.value["export"]["gzip_bytes"],
+                         "bytes": artifact.stat().st_size, "gzip_bytes": res.value["export"]["gzip_bytes"],
+                         "sha256": shipped[artifact.name],
                          "artifact": str(artifact.relative_to(out)), "format": res.value["export"]["format"],
                          "attacks": [test["row"]], "params": spec.model_dump(mode="json"), **dense_info[fw]}
         timings["dense_export_and_attacker"] = time.perf_counter() - t0 - timings["dense_training"]
@@ -235,7 +269,7 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
         for (name, section, params), res in progress.track(list(zip(plan, results)), "safety tests"):
             fw_in = needs[name]
             target = out / "candidates" / _safe(name)
-            _install(res.files, target)
+            shipped = _install(res, target)
             rec = dict(res.value)
             artifact = target / rec.pop("artifact_file")
             outputs = _outputs(artifact, data)
@@ -245,8 +279,9 @@ def run(config: RunConfig, out_dir: str | Path, *, command: list[str] | None = N
             candidates.append({
                 **rec, "framework_in": fw_in, "accuracy": acc, "train_accuracy": _member_accuracy(outputs),
                 "mia_accuracy": test["mia_accuracy"], "tm_score": tm_score(acc, test["mia_accuracy"], config.selection.lam),
-                "bytes": export["bytes"], "gzip_bytes": export["gzip_bytes"], "format": export["format"],
-                "mode": export.get("mode"), "sha256": export["sha256"], "parity": export.get("parity"),
+                # Size and digest of the file that ships, not the job's record of what it wrote.
+                "bytes": artifact.stat().st_size, "gzip_bytes": export["gzip_bytes"], "format": export["format"],
+                "mode": export.get("mode"), "sha256": shipped[artifact.name], "parity": export.get("parity"),
                 "artifact": str(artifact.relative_to(out)), "attacks": [test["row"]],
                 "accuracy_drop": dense[fw_in]["accuracy"] - acc,
             })
@@ -318,15 +353,157 @@ def _member_accuracy(outputs) -> float:
     return float(np.mean(np.argmax(probs, axis=1) == d.members.y))
 
 
-def _install(files: dict[str, Path], target: Path) -> None:
-    """Copy a job's returned files into the run directory (atomically per file)."""
+def _install(res, target: Path) -> dict[str, str]:
+    """Copy a job's returned files (a :class:`~toolkit.executors.JobResult`) into the run directory,
+    atomically per file, and return ``name -> sha256`` of each file as installed.
+
+    Each copy is hashed while it is written and must equal the digest the job's result was verified against
+    (:class:`ExecutorError` otherwise, nothing installed under that name): what ships is exactly what was
+    verified, even if the checkpoint file is swapped after its verification.
+    """
+    from toolkit.executors import ExecutorError
+    from toolkit.executors.store import open_regular
     from toolkit.io import atomic_path
 
     target.mkdir(parents=True, exist_ok=True)
-    for name, src in files.items():
-        dest = target / name
-        with atomic_path(dest) as tmp:
-            shutil.copyfile(src, tmp)
+    shipped = {}
+    for name, src in res.files.items():
+        h = hashlib.sha256()
+        with open_regular(src) as fin, atomic_path(target / name) as tmp, open(tmp, "wb") as fout:
+            for chunk in iter(lambda: fin.read(1 << 20), b""):
+                h.update(chunk)
+                fout.write(chunk)
+            if h.hexdigest() != res.sha256.get(name):
+                raise ExecutorError(f"file {name} of a job's result changed after it was verified (sha256 "
+                                    f"{h.hexdigest()[:16]}...); rerun to recompute it")
+        shipped[name] = h.hexdigest()
+    return shipped
+
+
+# ----------------------------------------------------------------------------------------------- run directory
+def check_out_dir(out: Path, force: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``out`` may hold this run: absent, an empty directory, a run
+    directory (valid marker), or -- with ``force`` -- any directory. Reads only; creates nothing."""
+    if not os.path.lexists(out):
+        return
+    try:
+        st = out.stat()  # follows a symlink: a link to a directory is a fine place for a run
+    except OSError as exc:
+        raise ConfigError(f"--out {out} cannot be used: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"--out {out} exists and is not a directory; give a new or empty directory for the run")
+    if force or _is_run_dir(out):
+        return
+    try:
+        empty = next(os.scandir(out), None) is None
+    except OSError as exc:
+        raise ConfigError(f"--out {out} cannot be read: {exc.strerror or exc}") from None
+    if not empty:
+        raise ConfigError(f"--out {out} is a non-empty directory that is not a safecompress run directory (no "
+                          f"{RUN_MARKER}); use a new or empty directory, or pass --force to write the run's files "
+                          "into it (nothing else there is touched)")
+
+
+def _is_run_dir(out: Path) -> bool:
+    """Whether ``out`` holds a valid run marker (a small regular file naming our schema)."""
+    marker = out / RUN_MARKER
+    try:
+        if not stat.S_ISREG(os.lstat(marker).st_mode) or marker.stat().st_size > 4096:
+            return False
+        return json.loads(marker.read_text(encoding="utf-8")).get("schema") == MARKER_SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def claim_run_dir(out: Path, force: bool = False) -> None:
+    """Create and mark ``out`` (after :func:`check_out_dir` passes again: it may have changed meanwhile),
+    then remove what interrupted earlier runs left of their own atomic writes."""
+    from toolkit.io import atomic_write_json
+
+    check_out_dir(out, force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run directory {out}: {exc.strerror or exc}") from None
+    if not _is_run_dir(out):
+        atomic_write_json(out / RUN_MARKER, {"schema": MARKER_SCHEMA,
+                                             "note": "written by `safecompress run`; see configs/README.md"})
+    _remove_own_leftovers(out)
+
+
+def _remove_own_leftovers(out: Path) -> None:
+    """Delete temporary files of the run's own interrupted atomic writes: regular files whose exact name is
+    a temporary name of a file the run writes in that directory (:data:`_OWN_FILES`). Nothing is recursed
+    into, no symlink is followed, no directory outside the layout is looked at."""
+    for where, names in _OWN_FILES.items():
+        pattern = re.compile(_TEMP_OF.format(names))
+        for d in _own_dirs(out, where):
+            with os.scandir(d) as entries:
+                for e in entries:
+                    # Leftovers were never renamed into place, so nothing reads them; only tidiness is lost.
+                    if pattern.fullmatch(e.name) and e.is_file(follow_symlinks=False):
+                        Path(e.path).unlink(missing_ok=True)
+
+
+def _own_dirs(out: Path, where: str) -> list[Path]:
+    """The real (non-symlink) directories of the layout matching ``where`` (``"."``, ``"a/b"`` or ``"a/*"``)."""
+    def real_dir(p: Path) -> bool:
+        return p.is_dir() and not p.is_symlink()
+
+    if where == ".":
+        return [out]
+    parent, _, last = where.rpartition("/")
+    base = out / parent if parent else out
+    if last != "*":
+        return [base / last] if real_dir(base) and real_dir(base / last) else []
+    if not real_dir(base):
+        return []
+    return sorted(p for p in base.iterdir() if real_dir(p))
+
+
+# ----------------------------------------------------------------------------------------------- reference cache
+def _drop_unsealed_references(cache: Path) -> None:
+    """Before the reference pool reads its cache: delete every cached output without a valid seal (and say
+    so), so the pool recomputes it. The pool writes the cache itself; :func:`_seal_references` seals what it
+    wrote once the audit is done (an output left by a run killed before that is recomputed once)."""
+    from toolkit.executors.store import seal_matches, warn
+
+    if not (cache.is_dir() and not cache.is_symlink()):
+        return
+    for p in sorted(cache.glob("ref-*.npz")):
+        if not re.fullmatch(r"ref-[0-9a-f]{32}\.npz", p.name):
+            continue
+        mac_path = p.with_name(p.name + ".mac")
+        try:
+            ok = (stat.S_ISREG(os.lstat(p).st_mode) and stat.S_ISREG(os.lstat(mac_path).st_mode)
+                  and seal_matches(p.read_bytes(), f"reference:{p.name}", mac_path.read_text(encoding="ascii")))
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            warn(f"cached reference outputs {p} have no valid seal (modified, written under another checkpoint "
+                 "key, or left by an interrupted run); not used, recomputing them")
+            p.unlink(missing_ok=True)
+            mac_path.unlink(missing_ok=True)
+
+
+def _seal_references(cache: Path) -> None:
+    """Seal every cached reference output that has no valid seal yet (those this run's pool just wrote)."""
+    from toolkit.executors.store import seal, seal_matches
+    from toolkit.io import atomic_write_text
+
+    if not (cache.is_dir() and not cache.is_symlink()):
+        return
+    for p in sorted(cache.glob("ref-*.npz")):
+        if not re.fullmatch(r"ref-[0-9a-f]{32}\.npz", p.name) or not stat.S_ISREG(os.lstat(p).st_mode):
+            continue
+        data = p.read_bytes()
+        mac_path = p.with_name(p.name + ".mac")
+        try:
+            if seal_matches(data, f"reference:{p.name}", mac_path.read_text(encoding="ascii")):
+                continue
+        except (OSError, ValueError):
+            pass
+        atomic_write_text(mac_path, seal(data, f"reference:{p.name}") + "\n")
 
 
 def _final_audit(config: RunConfig, out: Path, chosen: dict, dense: dict, data, dataset, split, spec, recipe,
@@ -340,9 +517,10 @@ def _final_audit(config: RunConfig, out: Path, chosen: dict, dense: dict, data, 
         from toolkit.models.references import ReferencePool
 
         pop = split.take(dataset, "population")
+        cache = out / ".checkpoints" / "references"
+        _drop_unsealed_references(cache)
         pool = ReferencePool(spec, recipe, (pop.x, pop.y), framework=chosen["framework_in"],
-                             n_models=config.final_audit.reference_models, seed=seed,
-                             cache_dir=out / ".checkpoints" / "references")
+                             n_models=config.final_audit.reference_models, seed=seed, cache_dir=cache)
         for name in ("lira_offline", "rmia"):
             if name not in attacks:
                 attacks.append(name)
@@ -351,6 +529,8 @@ def _final_audit(config: RunConfig, out: Path, chosen: dict, dense: dict, data, 
     report = audit(out / chosen["artifact"], (members.x, members.y), (nonmembers.x, nonmembers.y),
                    references=references, attacks=attacks, reference_pool=pool, population=population, seed=seed,
                    out_dir=out / "final_audit", n_bootstrap=config.final_audit.n_bootstrap)
+    if pool is not None:
+        _seal_references(out / ".checkpoints" / "references")
     # Paths inside the nested report are made relative to the run directory: the report does not depend on
     # where the run directory lives (a moved or resumed run gives the same report).
     for entry in (report["artifact"], *report["references"]):

@@ -42,14 +42,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from toolkit.compress.result import CompressionStats
+from toolkit.config_io import ConfigModel
 from toolkit.errors import CompressionError, ConfigError
 from toolkit.registry import Registry
 
 
-class IterativeConfig(BaseModel):
+class IterativeConfig(ConfigModel):
     """Iterative magnitude pruning + WeMem-style defenses. Unknown keys are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError
 from toolkit.models.spec import TrainRecipe
 from toolkit.seed import Seed
@@ -37,7 +38,7 @@ from toolkit.text.tokenizer import TokenizerConfig
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class _Strict(BaseModel):
+class _Strict(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

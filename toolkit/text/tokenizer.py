@@ -29,15 +29,16 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError, DataError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
 PAD, UNK, CLS, SEP = SPECIAL_TOKENS
 
 
-class TokenizerConfig(BaseModel):
+class TokenizerConfig(ConfigModel):
     """How the tokenizer is trained (``seq_len`` belongs to the model spec)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

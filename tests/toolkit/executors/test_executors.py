@@ -156,7 +156,7 @@ VALUES = [
 ]
 
 
-def test_checkpoints_are_reused_on_rerun_instead_of_recomputed(probe, tmp_path, assert_same):
+def test_checkpoints_are_reused_on_rerun_instead_of_recomputed(probe, tmp_path, assert_same, capsys):
     ckpt = tmp_path / "ckpt"
     jobs = [probe(f"v{i}", value=v) for i, v in enumerate(VALUES)]
     jobs.append(probe("files", value=np.arange(4), files={"model.tflite": "bytes", "sub/meta.json": "{}"}))
@@ -164,9 +164,9 @@ def test_checkpoints_are_reused_on_rerun_instead_of_recomputed(probe, tmp_path, 
         first = ex.map(jobs)
     counts = {j.key: probe.runs(j.key) for j in jobs}
     assert set(counts.values()) == {1}
-    # nothing is pickled on disk: JSON metadata, .npy arrays (loadable without pickle) and the job's files
+    # nothing is pickled on disk: JSON metadata, its MAC, .npy arrays (loadable without pickle), the job's files
     kinds = {p.suffix for p in ckpt.rglob("*") if p.is_file()}
-    assert kinds == {".json", ".npy", ".tflite"}
+    assert kinds == {".json", ".mac", ".npy", ".tflite"}
     for npy in ckpt.rglob("*.npy"):
         np.load(npy, allow_pickle=False)
 
@@ -184,9 +184,14 @@ def test_checkpoints_are_reused_on_rerun_instead_of_recomputed(probe, tmp_path, 
     (ckpt / "files" / "files" / "model.tflite").write_text("tampered")
     changed = probe("v2", value={"other": 1})
     (ckpt / ".tmp-v0-leftover").mkdir()
+    capsys.readouterr()
     with get_executor("process", workers=2, checkpoint_dir=ckpt) as ex:
         third = ex.map([jobs[0], jobs[1], changed, jobs[3]])
         assert ex.reused == ["v0"] and ex.computed and set(ex.computed) == {"v1", "v2", "files"}
+    # the damaged entries are named in a warning; the changed job is simply recomputed
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: ")]
+    assert len(warned) == 2 and "'v1'" in warned[0] and "'files'" in warned[1], warned
+    assert all("failed verification" in w and "does not match its recorded sha256" in w for w in warned)
     assert probe.runs("v0") == 1 and probe.runs("v1") == 2 and probe.runs("v2") == 2 and probe.runs("files") == 2
     assert_same(third[1], first[1])
     assert third[2] == {"other": 1} and third[3].files["model.tflite"].read_text() == "bytes"

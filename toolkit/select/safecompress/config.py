@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from toolkit.config_io import ConfigModel
 from toolkit.errors import ConfigError
 
 
-class SafeCompressConfig(BaseModel):
+class SafeCompressConfig(ConfigModel):
     """How MIA-SafeCompress compresses one model. Unknown keys are refused.
 
     Budgets are in *epochs over the members* (the target's training set) and converted to optimizer steps
