@@ -23,7 +23,21 @@ import numpy as np
 from toolkit.errors import ArtifactError, ConfigError, DataError
 
 #: Largest input file accepted (model artifacts, data files, configs), overridable by environment.
-MAX_INPUT_BYTES = int(os.environ.get("SAFECOMPRESS_MAX_INPUT_BYTES", str(2 * 1024**3)))
+def _env_bytes(name: str, default: int) -> int:
+    """A byte count from the environment; a malformed one is a ConfigError (exit 2 where it is first used)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ConfigError(f"{name}={raw[:40]!r} is not a positive number of bytes")
+    return value
+
+
+MAX_INPUT_BYTES = _env_bytes("SAFECOMPRESS_MAX_INPUT_BYTES", 2 * 1024**3)
 #: Largest YAML config accepted.
 MAX_CONFIG_BYTES = 1024**2
 #: Deepest nesting and most values a YAML config may hold once its aliases are expanded: a config is a few
@@ -33,7 +47,8 @@ MAX_CONFIG_DEPTH = 64
 MAX_CONFIG_VALUES = 200_000
 #: Largest array (declared shape x item size) a data file may hold; a zip-compressed .npz can decompress to
 #: far more than its size on disk, so its arrays are checked before they are read.
-MAX_ARRAY_BYTES = int(os.environ.get("SAFECOMPRESS_MAX_ARRAY_BYTES", str(4 * 1024**3)))
+#: 1 GiB: a few-MB compressed file may not make the audit hold more than that (raise it for big image sets).
+MAX_ARRAY_BYTES = _env_bytes("SAFECOMPRESS_MAX_ARRAY_BYTES", 1024**3)
 
 
 def refuse_non_regular(path: str | os.PathLike) -> None:

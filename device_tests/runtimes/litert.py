@@ -33,7 +33,8 @@ class LiteRTRuntime(Runtime):
             raise ArtifactError(f"{self.name}: the model's output is a scalar, not class scores")
         self.n_classes = int(out["shape"][-1]) if int(out["shape"][-1]) > 0 else None
         self.output_atol = self.model.output_atol
-        # A fixed batch dimension is handled by TFLiteModel (it pads to that batch).
+        if len(sig) and int(sig[0]) > 0:  # a fixed batch: every call is padded to it (by TFLiteModel), so the
+            self.fixed_batch, self.max_batch = True, int(sig[0])  # sandbox's parent can refuse an absurd one
 
     def run_adapted(self, x: np.ndarray) -> np.ndarray:  # TFLiteModel batches (and pads) itself
         from device_tests.runtimes.base import one_line

@@ -6,7 +6,7 @@ model exported without a dynamic axis) is served by padding to that batch. Integ
 carry ``safecompress.seq_len`` metadata: the longest sequence the model's position table holds. Inputs are fed
 in the declared dtype (float16 / float64 graphs get float16 / float64 arrays).
 
-Before a session is created (:func:`check_graph`, in the sandbox child):
+Before a session is created (:func:`refuse_external_data`, :func:`check_graph`; in the sandbox child):
 
 * **external data is refused**: a tensor (initializer, sparse initializer, ``Constant`` / attribute tensor, in
   the main graph, every subgraph, local functions and training graphs) whose data lives in another file would be
@@ -55,12 +55,14 @@ class OnnxRuntime(Runtime):
         try:
             model = onnx.load_from_string(content)
         except Exception as exc:  # DecodeError...
-            raise ArtifactError(f"{self.name} is not a loadable ONNX model (onnx.checker: {one_line(exc, 200)})") from None
+            raise ArtifactError(f"{self.name} is not a loadable ONNX model (onnx.checker: "
+                                f"{one_line(exc, 200)})") from None
         refuse_external_data(self.name, model)  # before the checker, which would look for the files
         try:
             onnx.checker.check_model(model)
         except Exception as exc:  # ValidationError...
-            raise ArtifactError(f"{self.name} is not a loadable ONNX model (onnx.checker: {one_line(exc, 200)})") from None
+            raise ArtifactError(f"{self.name} is not a loadable ONNX model (onnx.checker: "
+                                f"{one_line(exc, 200)})") from None
         check_graph(self.name, model)
         self.operators = sorted({f"{n.domain or 'ai.onnx'}::{n.op_type}" for g in _graphs(model) for n in g.node})
         del model
@@ -203,7 +205,8 @@ def refuse_external_data(name: str, model) -> None:
 
 
 def check_graph(name: str, model) -> None:
-    """Loop trip counts and declared tensor sizes (see the module docstring); :class:`ArtifactError` if not."""
+    """Loop trip counts and declared tensor sizes (see the module docstring); :class:`ArtifactError` if not.
+    Clears the data of large tensors in ``model`` (see :func:`_drop_large_tensor_data`)."""
     _check_loops(name, model)
     _check_sizes(name, model)
 
@@ -280,6 +283,7 @@ def _check_sizes(name: str, model) -> None:
 
     import onnx
 
+    _drop_large_tensor_data(model)  # inference needs shapes and small (shape) values, not the weights
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception:  # noqa: BLE001 - inference is best effort; the runtime's own checks still apply
@@ -303,6 +307,23 @@ def _check_sizes(name: str, model) -> None:
                     f"{name}: the tensor {_label(vi.name)} would hold {dims} elements of "
                     f"{onnx.TensorProto.DataType.Name(tt.elem_type).lower()} = {size / 1024**3:.1f} GiB, more than "
                     f"the sandbox's memory limit ({limit / 1024**3:.1f} GiB, SAFECOMPRESS_SANDBOX_MEMORY); refused")
+
+
+#: Tensors with more elements keep only their type and shape in the copy shape inference sees.
+_KEEP_DATA_ELEMENTS = 4096
+
+
+def _drop_large_tensor_data(model) -> None:
+    """Clear the data of large stored tensors in place (dims and type stay): shape inference then copies a model
+    of kilobytes, not of the weights' size. Only for the model object the checks use; the session is created
+    from the artifact's bytes."""
+    import math
+
+    for _, t in _tensors(model):
+        if math.prod(t.dims) > _KEEP_DATA_ELEMENTS:
+            for name in ("raw_data", "float_data", "int32_data", "string_data", "int64_data", "double_data",
+                         "uint64_data"):
+                t.ClearField(name)
 
 
 def _label(text: str, limit: int = 80) -> str:

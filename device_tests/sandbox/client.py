@@ -97,6 +97,7 @@ class _Child:
         args = {"requests": req_r, "replies": rep_w, "shared": self.shared_fd, "format": fmt, "parent": os.getpid(),
                 "workdir": os.path.realpath(self.workdir), "limits": limits.model_dump()}
         env = {"PATH": os.defpath, "HOME": self.workdir, "TMPDIR": self.workdir, "LC_ALL": "C.UTF-8",
+               "SAFECOMPRESS_SANDBOX_MEMORY": str(limits.memory_bytes),  # the runtimes size their checks by it
                **{k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "SAFECOMPRESS_DEBUG"))}}
         try:
             self.proc = subprocess.Popen(
@@ -123,8 +124,13 @@ class _Child:
         if self.shared is None or len(self.shared) < nbytes:
             if self.shared is not None:
                 self.shared.close()
-            os.ftruncate(self.shared_fd, max(size, os.fstat(self.shared_fd).st_size))
-            self.shared = mmap.mmap(self.shared_fd, size)
+                self.shared = None
+            try:
+                os.ftruncate(self.shared_fd, max(size, os.fstat(self.shared_fd).st_size))
+                self.shared = mmap.mmap(self.shared_fd, size)
+            except OSError as exc:  # EFBIG under a small `ulimit -f`, ENOMEM...
+                raise ArtifactError(f"{self.name}: cannot pass {nbytes} bytes of inputs to the sandbox: "
+                                    f"{exc.strerror or exc} (a smaller --batch-size or `ulimit -f` may help)") from None
 
     def call(self, request: dict | None, payload: bytes = b"", *, timeout: float | None = None,
              max_payload: int = 0, max_beats: int = 0) -> tuple[dict, bytearray] | dict:

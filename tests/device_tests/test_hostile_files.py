@@ -213,12 +213,37 @@ def test_onnx_static_checks(tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match=r"x.onnx: the tensor 'big' would hold \[1048576, 1100\] elements .* "
                                             r"more than the sandbox's memory limit"):
         OnnxRuntime(tmp_path / "x.onnx", mh.build("onnx_alloc_visible"))
+    with pytest.raises(ArtifactError, match=r"x.onnx: the tensor 'hidden' \(graph then: Constant node inner\) keeps "
+                                            r"its data in an external file \('../victim/secret.env'\)"):
+        OnnxRuntime(tmp_path / "x.onnx", _onnx_with_external_constant_in_a_subgraph())
     monkeypatch.setenv("SAFECOMPRESS_SANDBOX_MEMORY", "256M")  # this process has no RLIMIT_AS: the setting applies
     with pytest.raises(ArtifactError, match=r"x.onnx: the tensor .* more than the sandbox's memory limit \(0.2 GiB"):
         OnnxRuntime(tmp_path / "x.onnx", _onnx_with_big_constant_of_shape(300 * 1024**2 // 4))
     monkeypatch.delenv("SAFECOMPRESS_SANDBOX_MEMORY")
     rt = OnnxRuntime(tmp_path / "x.onnx", mh.build("onnx_loop_data"))  # a data-dependent count: the timeout's job
     assert "ai.onnx::Loop" in rt.details()["operators"]
+
+
+def _onnx_with_external_constant_in_a_subgraph() -> bytes:
+    """An ``If`` whose then-branch holds a ``Constant`` with external data (the walk must reach subgraphs)."""
+    from onnx import TensorProto, helper
+
+    hidden = TensorProto(name="hidden", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    entry = hidden.external_data.add()
+    entry.key, entry.value = "location", "../victim/secret.env"
+    out = helper.make_tensor_value_info("c", TensorProto.FLOAT, [4])
+    then = helper.make_graph([helper.make_node("Constant", [], ["c"], name="inner", value=hidden)], "then", [], [out])
+    other = helper.make_graph([helper.make_node("Constant", [], ["c"], value=helper.make_tensor(
+        "z", TensorProto.FLOAT, [4], [0, 0, 0, 0]))], "else", [], [out])
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("ReduceMax", ["flat"], ["m"], keepdims=0),
+             helper.make_node("Cast", ["m"], ["b"], to=TensorProto.BOOL),
+             helper.make_node("If", ["b"], ["c"], then_branch=then, else_branch=other),
+             helper.make_node("Add", ["flat", "c"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
 
 
 def _onnx_with_big_constant_of_shape(n: int) -> bytes:

@@ -159,11 +159,7 @@ def test_generator_builds_every_kind_quickly(arena):
 
 
 #: Known gaps outside this suite's files (job -> reason); the test still runs and reports XPASS once fixed.
-KNOWN_GAPS = {
-    "tflite_huge_batch": "device_tests/runtimes/litert.py does not report the model's fixed batch (fixed_batch/"
-                         "max_batch stay unset), so the parent's MAX_FIXED_BATCH refusal never fires and the child "
-                         "pads the query to 10^7 rows in numpy (2.5 GB resident) before LiteRT's allocation fails",
-}
+KNOWN_GAPS: dict[str, str] = {}  # name -> why it fails today (xfail); none left
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_GAPS[n], strict=False))
@@ -289,5 +285,6 @@ def test_hanging_model_with_default_limits_ends_within_60_s(arena, tmp_path):
     env.pop("SAFECOMPRESS_SANDBOX_TIMEOUT", None)
     for artifact in ("infinite-loop.ptl", "loop-on-data.onnx"):
         run = run_cli(["query", art / artifact, "--data", data / "all.npz"], tmp_path, env, timeout=120)
+        print(f"\n{artifact}: rc={run.rc} {run.seconds:.1f} s peak {run.peak_bytes / 2**20:.0f} MiB")
         assert run.rc == 2 and "did not answer within 30 s" in run.stderr, run.describe()
         assert run.seconds < TIME_LIMIT_S and run.peak_bytes < PEAK_LIMIT, run.describe()

@@ -7,8 +7,9 @@ huge arrays; a compressed ``x`` whose real content is far larger than its header
 sizes forged to match the header); 5M one-byte rows in a tiny file for ``data split``; big and hostile CSVs;
 SIGTERM (and SIGKILL) while ``audit`` holds an inflated copy of a compressed ``x``.
 
-Peak memory is the child's ``ru_maxrss`` as reported by ``os.wait4`` for that one process (its own waited-for
-children included), not a getrusage delta, which only ever reports the largest child so far. The CLI runs under
+Peak memory is the CLI's ``ru_maxrss`` (its own waited-for children included) as ``wait4`` reports it to a small
+middleman process (``hostile/peak.py``): forked straight from pytest, the CLI would inherit pytest's resident set
+as its starting "peak". The CLI runs under
 a soft 6 GiB address-space limit: a regression fails with an error here instead of OOM-killing a shared box.
 
 Run as a script (``python tests/reliability/test_hostile_data.py DIR``) to write every payload into DIR.
@@ -230,9 +231,19 @@ def start_cli(args, work: Path, env_extra: dict | None = None) -> tuple[subproce
     env = dict(os.environ, SAFECOMPRESS_THREADS="1", SAFECOMPRESS_QUIET="1", TMPDIR=str(tmpdir),
                **(env_extra or {}))
     with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", *map(str, args)], stdout=out, stderr=err,
-                                env=env, cwd=ROOT, preexec_fn=_limit_address_space)
+        proc = subprocess.Popen([sys.executable, str(HERE / "hostile" / "peak.py"), str(work / "peak"), "--",
+                                 sys.executable, "-m", "toolkit.cli", *map(str, args)], stdout=out, stderr=err,
+                                env=env, cwd=ROOT, preexec_fn=_limit_address_space, start_new_session=True)
     return proc, tmpdir, time.monotonic()
+
+
+def cli_pid(proc: subprocess.Popen) -> int | None:
+    """The CLI's pid: the one child of the ``peak.py`` middleman, once it has forked."""
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def wait_cli(proc: subprocess.Popen, tmpdir: Path, started: float, timeout: float = 2 * TIME_LIMIT) -> Run:
@@ -242,15 +253,16 @@ def wait_cli(proc: subprocess.Popen, tmpdir: Path, started: float, timeout: floa
         if pid:
             break
         if time.monotonic() - started > timeout:
-            os.kill(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(proc.pid, 0)
             break
         time.sleep(0.02)
     seconds = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     work = tmpdir.parent
+    peak = int((work / "peak").read_text())
     return Run(proc.returncode, (work / "stdout").read_text(errors="replace"),
-               (work / "stderr").read_text(errors="replace"), usage.ru_maxrss * 1024, seconds, tmpdir)
+               (work / "stderr").read_text(errors="replace"), peak, seconds, tmpdir)
 
 
 def cli(args, work: Path, env_extra: dict | None = None) -> Run:
@@ -479,11 +491,11 @@ def test_signal_during_audit_leaves_no_temporary_file(tmp_path, inflating, sig):
     proc, tmpdir, started = start_cli(["audit", ONNX, "--members", members, "--nonmembers", nonmembers,
                                        "--attacks", "loss"], tmp_path / "run")
     try:
-        while not _inflated_copy_open(proc.pid, tmpdir):
+        while (pid := cli_pid(proc)) is None or not _inflated_copy_open(pid, tmpdir):
             assert proc.poll() is None, (tmp_path / "run" / "stderr").read_text()
             assert time.monotonic() - started < TIME_LIMIT, "the audit never opened its temporary copy"
             time.sleep(0.01)
-        os.kill(proc.pid, sig)
+        os.kill(pid, sig)
     finally:
         run = wait_cli(proc, tmpdir, started, timeout=TIME_LIMIT)
     assert sorted(p.name for p in tmpdir.iterdir()) == [], "temporary files left behind"

@@ -17,6 +17,12 @@ NAME = "tflite"
 TFLITE_IDENTIFIER = b"TFL3"
 
 
+def _why(exc: BaseException) -> str:
+    """One line for an error from LiteRT (some carry no message at all: then their type)."""
+    text = " ".join(str(exc).split())
+    return (text[:300] + " ...") if len(text) > 300 else (text or type(exc).__name__)
+
+
 def owns(model) -> bool:
     return isinstance(model, TFLiteModel)
 
@@ -110,8 +116,7 @@ class TFLiteModel:
             with _quiet_native_stderr():
                 interp.allocate_tensors()
         except Exception as exc:
-            raise ArtifactError(f"{self.name}: LiteRT cannot allocate tensors: "
-                                f"{' '.join(str(exc).split())[:300]}") from None
+            raise ArtifactError(f"{self.name}: LiteRT cannot allocate tensors: {_why(exc)}") from None
         self._batch = batch
 
     @staticmethod
@@ -167,8 +172,7 @@ class TFLiteModel:
             try:
                 interp.invoke()
             except Exception as exc:  # an op the interpreter cannot run, a bad tensor...
-                raise ArtifactError(f"{self.name}: LiteRT failed to run the model: "
-                                    f"{' '.join(str(exc).split())[:300]}") from None
+                raise ArtifactError(f"{self.name}: LiteRT failed to run the model: {_why(exc)}") from None
             outs.append(interp.get_tensor(out_idx)[:n])
         return self._dequantize_output(np.concatenate(outs), out_det).reshape(len(x), -1)
 

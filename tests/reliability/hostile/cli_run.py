@@ -4,9 +4,10 @@
 every ``POLL_S`` seconds for the CLI and every descendant (the sandbox child is a child of the CLI, anything a
 runtime might start a grandchild). Peak memory is the sum over those processes of the largest ``VmHWM`` (the
 kernel's own high-water mark of each process's resident set) seen for each: an upper bound of the tree's
-simultaneous peak that does not miss a short spike between two scans of a process still alive. The CLI is reaped
-with ``wait4``, whose ``ru_maxrss`` (the largest of the CLI and the children it waited for) is a second, exact
-lower bound; the reported peak is the larger of the two.
+simultaneous peak that does not miss a short spike between two scans of a process still alive. The CLI is started
+and reaped by the small middleman ``peak.py``, whose ``wait4`` gives the CLI's ``ru_maxrss`` (the largest of the
+CLI and the children it waited for) as a second, exact lower bound; the reported peak is the larger of the two.
+(Reaped straight from pytest, that number would start at pytest's own resident set: Linux keeps it across exec.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,8 +42,9 @@ class CliRun:
         return [ln for ln in self.stderr.splitlines() if ln.strip()]
 
     def describe(self) -> str:
-        return (f"safecompress {' '.join(self.args)}\n  rc={self.rc} {self.seconds:.1f} s peak {self.peak_bytes / 2**20:.0f} "
-                f"MiB\n  stdout: {self.stdout[-800:]!r}\n  stderr: {self.stderr[-1500:]!r}")
+        return (f"safecompress {' '.join(self.args)}\n  rc={self.rc} {self.seconds:.1f} s peak "
+                f"{self.peak_bytes / 2**20:.0f} MiB\n  stdout: {self.stdout[-800:]!r}\n"
+                f"  stderr: {self.stderr[-1500:]!r}")
 
 
 def _ppids() -> dict[int, int]:
@@ -97,17 +100,24 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "toolkit.cli", *map(str, args)], cwd=cwd, env=env or cli_env(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+def start_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
+              peak_report: Path | None = None) -> subprocess.Popen:
+    """Start the CLI in a session of its own; with ``peak_report``, as the child of the ``peak.py`` middleman,
+    which writes the CLI's ``ru_maxrss`` there (the Popen is then the middleman's)."""
+    cmd = [sys.executable, "-m", "toolkit.cli", *map(str, args)]
+    if peak_report is not None:
+        cmd = [sys.executable, str(Path(__file__).with_name("peak.py")), str(peak_report), "--", *cmd]
+    return subprocess.Popen(cmd, cwd=cwd, env=env or cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
 
 
 def run_cli(args: list, cwd: Path, env: dict[str, str] | None = None, timeout: float = 180.0) -> CliRun:
     """Run the CLI to its end (killed with its process group after ``timeout``) and measure it."""
     args = [str(a) for a in args]
     t0 = time.monotonic()
-    proc = start_cli(args, cwd, env)
+    report = tempfile.NamedTemporaryFile(prefix="peak-", delete=False)
+    report.close()
+    proc = start_cli(args, cwd, env, Path(report.name))
     peaks: dict[int, int] = {}
     done = threading.Event()
     streams: dict[str, bytes] = {}
@@ -142,7 +152,7 @@ def run_cli(args: list, cwd: Path, env: dict[str, str] | None = None, timeout: f
     timer = threading.Timer(timeout, kill)
     timer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
+        _, status = os.waitpid(proc.pid, 0)
     finally:
         timer.cancel()
         done.set()
@@ -153,7 +163,12 @@ def run_cli(args: list, cwd: Path, env: dict[str, str] | None = None, timeout: f
         r.join(30)
     proc.stdout.close()
     proc.stderr.close()
-    peak = max(sum(peaks.values()), usage.ru_maxrss * 1024)
+    try:
+        waited = int(Path(report.name).read_text() or 0)
+    finally:
+        os.unlink(report.name)
+    peaks.pop(proc.pid, None)  # the middleman's own resident set is not the CLI's
+    peak = max(sum(peaks.values()), waited)
     return CliRun(args, proc.returncode, streams.get("stdout", b"").decode("utf-8", "replace"),
                   streams.get("stderr", b"").decode("utf-8", "replace"), seconds, peak, set(peaks),
                   timed_out.is_set())

@@ -238,7 +238,6 @@ def pte_forbidden_backend(base: Path | None = None) -> bytes:
 
 # ============================================================================================ .onnx
 def _onnx_model(nodes, inits, x_type=None, opset: int = 17, out_width: int = 10) -> bytes:
-    import onnx
     from onnx import TensorProto, helper
 
     x_type = TensorProto.FLOAT if x_type is None else x_type
@@ -428,7 +427,8 @@ KINDS = {
                            "refused: tensor 'big' exceeds the memory limit"),
     "onnx_alloc_hidden": ("alloc-hidden.onnx", onnx_alloc_hidden, "allocates 4.3 GiB (a computed shape)",
                           "fails within the memory limit"),
-    "onnx_alloc_data": ("alloc-data.onnx", onnx_alloc_data, "allocates 8 GB on real data", "fails within the memory limit"),
+    "onnx_alloc_data": ("alloc-data.onnx", onnx_alloc_data, "allocates 8 GB on real data",
+                        "fails within the memory limit"),
     "onnx_float16": ("float16.onnx", onnx_float16, "nothing: an honest float16 graph", "works"),
     "onnx_float64": ("float64.onnx", onnx_float64, "nothing: an honest float64 graph", "works"),
     "tflite_huge_batch": ("batch-1e7.tflite", tflite_huge_batch, "a fixed batch of 10^7", "refused: fixed batch"),
