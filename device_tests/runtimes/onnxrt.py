@@ -262,7 +262,7 @@ def _check_loops(name: str, model) -> None:
 
 def memory_limit() -> int:
     """Bytes a tensor may never exceed: this process's address-space limit (the sandbox child's), or the
-    configured sandbox memory (``SAFECOMPRESS_SANDBOX_MEMORY``, default 3G) when this process has none or may not
+    configured sandbox memory (``SAFECOMPRESS_SANDBOX_MEMORY``, default 1536M) when this process has none or may not
     ask (the child's seccomp filter refuses ``prlimit64``, which ``getrlimit`` uses)."""
     import resource
 

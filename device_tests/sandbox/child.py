@@ -10,8 +10,12 @@ Requests (JSON headers, :mod:`device_tests.sandbox.wire`):
 * ``{"op": "open", "name": ..., "batch_size": B, "threads": T}`` with the artifact's bytes as payload.
   Reply: the runtime's description (shape, dtype, classes, batching).
 * ``{"op": "run", "shape": [...], "dtype": ...}``: adapted inputs at the start of the shared file. The child
-  runs them a batch at a time and sends ``{"progress": rows_done}`` after each batch but the last (the parent's
-  timeout is per batch), then ``{"ok": true, "shape": [n, k]}`` with the float32 outputs as payload.
+  runs them in groups of whole batches (one batch first, the group doubling while a group takes under
+  :data:`GROUP_SECONDS`) and sends ``{"progress": rows_done}`` after a group when :data:`GROUP_SECONDS` have
+  passed since the request or the last report, never after the last group (the parent's timeout runs from the
+  request and from each report: a single batch that takes longer than the timeout is stopped), then ``{"ok": true, "shape": [n, k]}`` with the float32 outputs as payload,
+  or, when they fit in the shared file from ``out_offset`` on (the parent reserves room there once it knows the
+  class count), ``{"ok": true, "shape": [n, k], "out_offset": o}`` with the outputs written there.
 
 Every failure is a reply ``{"ok": false, "error": one line}``; the parent turns it into an ``ArtifactError``.
 """
@@ -22,6 +26,11 @@ import json
 import mmap
 import os
 import sys
+import time
+
+#: A group of batches that ran faster than this is doubled for the next call: few messages and runtime calls for
+#: fast models, a sign of life at least every ~2 x this for slow ones (and after every batch for very slow ones).
+GROUP_SECONDS = 0.25
 
 
 def _reply_error(fd: int, exc: BaseException) -> None:
@@ -48,7 +57,11 @@ def serve(args: dict) -> int:
 
     parent_death = confine.die_with_parent(int(args["parent"]))
     confine.set_rlimits(args["limits"])
-    # Trusted imports first (numpy, the runtime's framework), under the limits but before the lock-down.
+    # Landlock confines the calling thread and the threads it starts afterwards, not threads that already run:
+    # it goes on while this is the only thread, before numpy (OpenBLAS starts its pool on import) and the
+    # runtime's framework are imported (trusted library code; the files they read are the allowed ones).
+    confine.preload()
+    abi, why_not_landlock = confine.restrict_files(scratch=os.getcwd())
     import numpy as np
 
     from device_tests.runtimes import RUNTIMES
@@ -57,8 +70,10 @@ def serve(args: dict) -> int:
     fmt = args["format"]
     runtime_cls = RUNTIMES.get(fmt)
     runtime_cls.preload()
-    confine.preload()
-    abi, why_not_landlock = confine.restrict_files()
+    if abi:  # the read-only layer on top (the imports are done writing their caches)
+        abi, why_not_landlock = confine.restrict_files(over_first_layer=True)
+    # seccomp covers every thread (TSYNC) and goes on last: it is harmless to the imports, but they may start a
+    # process of their own (ctypes.util.find_library) and would fail on the EPERM instead of falling back.
     seccomp, why_not_seccomp = confine.restrict_syscalls()
     req, rep, shm_fd = int(args["requests"]), int(args["replies"]), int(args["shared"])
     wire.send(rep, {"ok": True, "protections": {
@@ -91,15 +106,32 @@ def serve(args: dict) -> int:
                 x = np.frombuffer(shared, dtype=np.dtype(msg["dtype"]), count=int(np.prod(shape))).reshape(shape)
                 step = int(runtime.max_batch) if runtime.fixed_batch else min(runtime.batch_size,
                                                                                runtime.max_batch or runtime.batch_size)
-                outs = []
-                for i in range(0, len(x), step):  # one batch at a time, each followed by a sign of life
-                    outs.append(np.asarray(runtime.run_adapted(x[i:i + step]), dtype=np.float32).reshape(
-                        len(x[i:i + step]), -1))
-                    if i + step < len(x):
-                        wire.send(rep, {"progress": i + step})
+                outs, i, batches, said = [], 0, 1, time.monotonic()
+                while i < len(x):  # whole batches at a time, a sign of life after any group that took a while
+                    started = time.monotonic()
+                    xb = x[i:i + batches * step]
+                    outs.append(np.asarray(runtime.run_adapted(xb), dtype=np.float32).reshape(len(xb), -1))
+                    i += len(xb)
+                    now = time.monotonic()
+                    if i < len(x) and now - said >= GROUP_SECONDS:
+                        wire.send(rep, {"progress": i})
+                        said = now
+                    if now - started < GROUP_SECONDS:  # fast batches: fewer, larger calls (each call costs the
+                        batches *= 2  # runtime's per-call setup)
+                start = max(int(msg.get("out_offset", 0)), x.nbytes)
                 del x  # no view into the shared map may outlive this request (it is resized)
-                out = np.ascontiguousarray(np.concatenate(outs) if len(outs) > 1 else outs[0])
-                wire.send(rep, {"ok": True, "shape": list(out.shape)}, out)
+                n_out = sum(o.size for o in outs)
+                if outs and all(o.shape[1] == outs[0].shape[1] for o in outs) and start + 4 * n_out <= len(shared):
+                    # Outputs go back where the parent reserved room for them: no copy through the pipe.
+                    dest = np.frombuffer(shared, dtype=np.float32, count=n_out, offset=start).reshape(
+                        -1, outs[0].shape[1])
+                    np.concatenate(outs, out=dest) if len(outs) > 1 else np.copyto(dest, outs[0])
+                    del dest
+                    wire.send(rep, {"ok": True, "shape": [n_out // outs[0].shape[1], outs[0].shape[1]],
+                                    "out_offset": start})
+                else:
+                    out = np.ascontiguousarray(np.concatenate(outs) if len(outs) > 1 else outs[0])
+                    wire.send(rep, {"ok": True, "shape": list(out.shape)}, out)
             elif msg["op"] == "close":
                 return 0
             else:

@@ -98,7 +98,8 @@ class _Child:
                 "workdir": os.path.realpath(self.workdir), "limits": limits.model_dump()}
         env = {"PATH": os.defpath, "HOME": self.workdir, "TMPDIR": self.workdir, "LC_ALL": "C.UTF-8",
                "SAFECOMPRESS_SANDBOX_MEMORY": str(limits.memory_bytes),  # the runtimes size their checks by it
-               **{k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "SAFECOMPRESS_DEBUG"))}}
+               **{k: v for k, v in os.environ.items() if k.startswith(("OPENBLAS_", "SAFECOMPRESS_DEBUG"))},
+               "OPENBLAS_NUM_THREADS": "1"}  # numpy's BLAS starts no threads on import (see confine)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-c", _BOOT, ROOT, json.dumps(args)], stdin=subprocess.DEVNULL,
@@ -205,18 +206,28 @@ class _Child:
     def run(self, x: np.ndarray, n_classes: int | None) -> np.ndarray:
         if self.dead:
             raise ArtifactError(f"{self.dead} (the sandbox was closed after that failure)")
-        self._ensure_shared(x.nbytes)
+        # Inputs at the start of the shared file; once the class count is known, room for the outputs after them
+        # (64-byte aligned), so that they need not come back through the pipe.
+        out_offset = -(-x.nbytes // 64) * 64
+        self._ensure_shared(out_offset + (4 * n_classes * len(x) if n_classes else 0))
         np.frombuffer(self.shared, dtype=x.dtype, count=x.size).reshape(x.shape)[...] = x
         per_row = 4 * (n_classes or 1 << 16)
         header, body = self.call({"op": "run", "shape": list(x.shape), "dtype": str(x.dtype),
-                                  "shared_size": len(self.shared)},
+                                  "shared_size": len(self.shared), "out_offset": out_offset},
                                  max_payload=min(MAX_OUTPUT_BYTES, per_row * len(x)), max_beats=len(x))
-        shape = header.get("shape")
-        if (not isinstance(shape, list) or len(shape) != 2 or not all(type(d) is int for d in shape)
-                or shape[0] != len(x) or shape[1] < 1 or shape[0] * shape[1] * 4 != len(body)):
+        shape, where = header.get("shape"), header.get("out_offset")
+        if where is None:
+            fits = isinstance(shape, list) and len(shape) == 2 and len(body) == 4 * _product(shape)
+        else:  # written into the shared file: where we asked, within it, nothing else sent
+            fits = (where == out_offset and not body and isinstance(shape, list) and len(shape) == 2
+                    and out_offset + 4 * _product(shape) <= len(self.shared))
+        if not fits or not all(type(d) is int for d in shape) or shape[0] != len(x) or shape[1] < 1:
             self.kill(f"{self.name}: the {self.fmt} sandbox process returned outputs of the wrong size")
             raise ArtifactError(self.dead)
-        return np.frombuffer(body, dtype=np.float32).reshape(shape)
+        if where is None:
+            return np.frombuffer(body, dtype=np.float32).reshape(shape)
+        return np.frombuffer(self.shared, dtype=np.float32, count=shape[0] * shape[1], offset=out_offset).reshape(
+            shape).copy()  # the next request overwrites the shared file
 
     # ------------------------------------------------------------------ end
     def kill(self, reason: str = "closed") -> None:
@@ -282,6 +293,13 @@ def _warn_once(protections: Protections) -> None:
             _WARNED.add(missing)
             print(f"warning: sandbox: {missing}; artifacts run with weaker isolation (see `safecompress doctor`)",
                   file=sys.stderr, flush=True)
+
+
+def _product(shape: list) -> int:
+    """The number of elements of ``shape`` from a reply; -1 (matching no size) unless it is non-negative ints."""
+    if not all(type(d) is int and d >= 0 for d in shape):
+        return -1
+    return int(np.prod(shape, dtype=object))
 
 
 class SandboxedRuntime(Runtime):

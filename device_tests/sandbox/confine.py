@@ -6,11 +6,18 @@ Order (each step narrows what the next may do; none needs root):
    started us (it may have died before the call).
 2. :func:`set_rlimits` - address space, CPU seconds, open files, output file size, no core files. Set before the
    runtime is imported, so the import itself runs under them.
-3. (the child imports the runtime: trusted library code, not the artifact)
-4. :func:`restrict_files` - Landlock: read-only access to the Python installation, the runtime's libraries and a
-   few device files; no write, create, remove or execute anywhere. An artifact cannot read ``/etc``, the user's
-   home, the run directory or the current directory, and cannot write any file.
-5. :func:`restrict_syscalls` - a seccomp filter (libseccomp via ``pyseccomp``): no sockets, no new processes
+3. :func:`restrict_files` with ``scratch`` - Landlock, first layer: read-only access to the Python installation,
+   the runtime's libraries and a few device files, plus the child's private empty working directory (imports
+   write caches there); nothing else. Landlock confines the calling thread and the threads it starts later, so
+   it is applied while the child has one thread (a thread already running is reported as not confined).
+4. (the child imports numpy and the runtime: trusted library code, not the artifact)
+5. :func:`restrict_files` - second layer, stacked: the same read-only paths and no write, create, remove or
+   execute anywhere, the private directory included. An artifact cannot read ``/etc``, the user's home, the run
+   directory or the current directory, and cannot write any file. Threads the imports started keep the first
+   layer only (the child's numpy runs with ``OPENBLAS_NUM_THREADS=1`` so that it starts none; torch and ONNX
+   Runtime start one housekeeping thread); the runtimes' worker threads start later, under both.
+6. :func:`restrict_syscalls` - a seccomp filter (libseccomp via ``pyseccomp``), synchronised to every thread
+   (``TSYNC``): no sockets, no new processes
    (threads only), no exec, no signals to other processes, no ptrace / process_vm_*, no raising of limits, no
    namespaces, mounts, BPF, keyrings or io_uring. Denied calls fail with EPERM (ENOSYS for ``clone3``, so that
    libc falls back to ``clone``, whose flags the filter can see).
@@ -99,10 +106,21 @@ def preload() -> None:
             __import__(module)
         except Exception:  # noqa: BLE001 - reported as missing by restrict_files / restrict_syscalls
             pass
+    import tempfile
+
+    # Found by writing a probe file, once per process; frameworks ask for it on import (ExecuTorch does), when
+    # nothing can be written any more. Creating a file there later still fails: nothing is writable.
+    tempfile.gettempdir()
 
 
-def restrict_files() -> tuple[int, str | None]:
-    """Landlock: read-only access beneath :func:`readable_paths`, nothing else. ``(abi, reason if not)``."""
+def restrict_files(scratch: str | None = None, *, over_first_layer: bool = False) -> tuple[int, str | None]:
+    """Landlock: read-only access beneath :func:`readable_paths`, nothing else. ``(abi, reason if not)``.
+
+    With ``scratch`` (the child's private, empty working directory), also reading, creating and writing files
+    beneath it: the first of two layers, for the imports (torch's inductor makes a cache directory in the temp
+    directory on import). A second call without it stacks the read-only layer on top (Landlock layers only
+    narrow), for the calling thread and the threads it starts afterwards (``over_first_layer``: threads that
+    already run are under the first layer, not unconfined)."""
     try:
         import landlock
         from landlock import FSAccess
@@ -112,6 +130,8 @@ def restrict_files() -> tuple[int, str | None]:
         abi = int(landlock.landlock_abi_version())
     except Exception as exc:  # noqa: BLE001 - OSError (ENOSYS: kernel < 5.13, EOPNOTSUPP: disabled at boot)
         return 0, f"Landlock: not available in this kernel ({' '.join(str(exc).split())[:120]})"
+    # Threads started before this call do not get this layer.
+    others = 0 if over_first_layer else len(os.listdir("/proc/self/task")) - 1
     try:
         ruleset = landlock.Ruleset()  # handles every access right this ABI knows: all are denied unless allowed
         read_dir = FSAccess.READ_FILE | FSAccess.READ_DIR
@@ -119,10 +139,20 @@ def restrict_files() -> tuple[int, str | None]:
             ruleset.allow(path, rules=read_dir if os.path.isdir(path) else FSAccess.READ_FILE)
         # Runtimes silence native chatter by pointing fd 2 at /dev/null: writing there reaches nothing.
         ruleset.allow("/dev/null", rules=FSAccess.READ_FILE | FSAccess.WRITE_FILE)
+        if scratch is not None:
+            ruleset.allow(scratch, rules=read_dir | FSAccess.WRITE_FILE | FSAccess.MAKE_REG | FSAccess.MAKE_DIR
+                          | FSAccess.REMOVE_FILE | FSAccess.REMOVE_DIR | _truncate(FSAccess))
         ruleset.apply()
     except Exception as exc:  # noqa: BLE001
         return 0, f"Landlock: could not be applied ({' '.join(str(exc).split())[:120]})"
+    if others:
+        return abi, f"Landlock: {others} thread(s) started before it are not confined"
     return abi, None
+
+
+def _truncate(access):
+    """The TRUNCATE right where this landlock package knows it (ABI 3), else nothing."""
+    return getattr(access, "TRUNCATE", 0)
 
 
 def restrict_syscalls() -> tuple[bool, str | None]:
@@ -134,6 +164,7 @@ def restrict_syscalls() -> tuple[bool, str | None]:
     me = os.getpid()
     try:
         f = sc.SyscallFilter(sc.ALLOW)
+        f.set_attr(sc.Attr.CTL_TSYNC, 1)  # every thread of the process, not only the caller
         deny = sc.ERRNO(errno.EPERM)
         for name in DENIED_SYSCALLS:
             try:

@@ -5,8 +5,10 @@ Limits come from the environment so that CI and users can size them without a fl
 ======================================  =========  =========================================================
 variable                                default    meaning
 ======================================  =========  =========================================================
-``SAFECOMPRESS_SANDBOX_MEMORY``         ``3G``     address space of the child (``RLIMIT_AS``); the runtime and
-                                                   its imports take about 0.5-1.2 GB of it
+``SAFECOMPRESS_SANDBOX_MEMORY``         ``1536M``  address space of the child (``RLIMIT_AS``); every runtime
+                                                   runs the seed models within 1G. With the CLI's own few
+                                                   hundred MB, a hostile artifact stays under 2 GB in all;
+                                                   raise it for large image models and big batches
 ``SAFECOMPRESS_SANDBOX_TIMEOUT``        ``30``     seconds one call (load, or one chunk of queries) may take
 ``SAFECOMPRESS_SANDBOX_CPU``            ``3600``   CPU seconds over the child's life (``RLIMIT_CPU``)
 ======================================  =========  =========================================================
@@ -33,7 +35,7 @@ class SandboxLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    memory_bytes: int = Field(3 * 1024**3, ge=256 * 1024**2)
+    memory_bytes: int = Field(1536 * 1024**2, ge=256 * 1024**2)
     call_timeout_s: float = Field(30.0, gt=0, le=86_400)
     cpu_seconds: int = Field(3600, ge=1)
     open_files: int = 64
