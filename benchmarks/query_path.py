@@ -16,8 +16,9 @@ does not depend on the weight values). For each (arch, format), on the same data
   (last batch padded);
 * ``torch_eager_s``: the torch model under ``no_grad`` + softmax per batch, same threads.
 
-Each time is the best of ``repeats`` runs (9; protocol and raw loop alternate, so that a burst of load on the
-shared machine falls on both). Goals: ``protocol_over_raw <= 1.25`` and
+Each time is the best of ``repeats`` runs (9: the shared machine's bursts of load last seconds). Protocol and
+raw loop are timed one after the other, not alternately: ONNX Runtime's worker threads spin for a while after each
+run, and the sandbox child's and this process's pools would then compete for the two cores. Goals: ``protocol_over_raw <= 1.25`` and
 ``torch_over_runtime >= 1`` (the runtime beats torch eager). ``int8_throughput_ratio``: queries/s of the
 quantized artifact (ONNX dynamic int8, TFLite full int8) over the float artifact of the same runtime.
 The machine's 2 cores are shared with other work: timings are noisy; rerun before drawing conclusions.
@@ -45,19 +46,6 @@ def _best(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return best
-
-
-def _best_interleaved(a, b, repeats: int) -> tuple[float, float]:
-    """Best times of ``a`` and ``b`` run alternately: a burst of load on the shared machine hits both."""
-    best_a = best_b = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a()
-        best_a = min(best_a, time.perf_counter() - t)
-        t = time.perf_counter()
-        b()
-        best_b = min(best_b, time.perf_counter() - t)
-    return best_a, best_b
 
 
 def _raw_onnx(path: str, threads: int, x: np.ndarray, batch: int):
@@ -148,8 +136,9 @@ def run(quick: bool = False, log=print) -> dict:
                 # sandbox=True: the path every artifact a user brings takes (a confined child, inputs in shared
                 # memory, outputs over a pipe), although this process exported these files itself.
                 rt = load_artifact(info.path, batch_size=batch, threads=threads, sandbox=True)
-                protocol, raw_s = _best_interleaved(lambda: rt.predict_proba(x), raw(info.path, threads, x, batch),
-                                                    repeats)
+                protocol = _best(lambda: rt.predict_proba(x), repeats)
+                raw_s = _best(raw(info.path, threads, x, batch), repeats)
+                rt.close()
                 row = {"arch": arch, "format": fmt, "mode": mode, "bytes": info.bytes,
                        "protocol_s": round(protocol, 5), "raw_s": round(raw_s, 5), "torch_eager_s": round(eager, 5),
                        "protocol_over_raw": round(protocol / raw_s, 3), "torch_over_runtime": round(eager / protocol, 3),

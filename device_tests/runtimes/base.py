@@ -125,22 +125,30 @@ class Runtime:
 
     def run_adapted(self, x: np.ndarray) -> np.ndarray:
         """Outputs for already adapted ``x`` (see :meth:`adapt`), in batches of at most ``batch_size`` (the last one
-        padded for fixed batches), flattened per sample. The part of a query that runs the artifact: the sandbox
-        child calls this, the parent does the adaptation and the checks."""
+        padded for fixed batches), flattened per sample, as float32. The part of a query that runs the artifact:
+        the sandbox child calls this, the parent does the adaptation and the checks."""
         n = len(x)
         bs = min(self.batch_size, self.max_batch or self.batch_size)
         if self.fixed_batch:
             bs = int(self.max_batch)
         bs = max(1, bs if self.fixed_batch else min(bs, n))
-        outs = []
+        result = None  # (n, width) float32, filled batch by batch (no list of batches to concatenate)
         for i in range(0, n, bs):
             xb = x[i:i + bs]
             k = len(xb)
             if k < bs and self.fixed_batch:  # pad instead of reshaping a fixed graph
                 xb = np.concatenate([xb, np.repeat(xb[-1:], bs - k, axis=0)])
             out = np.asarray(self._call(xb))
-            outs.append(out.reshape(len(xb), -1)[:k])
-        return np.concatenate(outs)
+            if out.size % len(xb):
+                raise ArtifactError(f"{self.name}: returned {out.size} output values for a batch of {len(xb)}")
+            out = out.reshape(len(xb), -1)[:k]
+            if result is None:
+                result = np.empty((n, out.shape[1]), dtype=np.float32)
+            elif out.shape[1] != result.shape[1]:
+                raise ArtifactError(f"{self.name}: returned {out.shape[1]} outputs per sample for one batch and "
+                                    f"{result.shape[1]} for another")
+            result[i:i + k] = out
+        return result
 
     def check_outputs(self, out: np.ndarray) -> np.ndarray:
         """``out`` if it is a non-empty ``(n, k)`` array of finite numbers, else :class:`ArtifactError`: NaN or

@@ -10,8 +10,8 @@ Requests (JSON headers, :mod:`device_tests.sandbox.wire`):
 * ``{"op": "open", "name": ..., "batch_size": B, "threads": T}`` with the artifact's bytes as payload.
   Reply: the runtime's description (shape, dtype, classes, batching).
 * ``{"op": "run", "shape": [...], "dtype": ...}``: adapted inputs at the start of the shared file. The child
-  runs them in groups of whole batches (one batch first, the group doubling while a group takes under
-  :data:`GROUP_SECONDS`) and sends ``{"progress": rows_done}`` after a group when :data:`GROUP_SECONDS` have
+  runs them in groups of whole batches (one batch in the first request, the group doubling while a group takes
+  under :data:`GROUP_SECONDS` and halving when one takes over twice that, its size kept across requests) and sends ``{"progress": rows_done}`` after a group when :data:`GROUP_SECONDS` have
   passed since the request or the last report, never after the last group (the parent's timeout runs from the
   request and from each report: a single batch that takes longer than the timeout is stopped), then ``{"ok": true, "shape": [n, k]}`` with the float32 outputs as payload,
   or, when they fit in the shared file from ``out_offset`` on (the parent reserves room there once it knows the
@@ -31,6 +31,7 @@ import time
 #: A group of batches that ran faster than this is doubled for the next call: few messages and runtime calls for
 #: fast models, a sign of life at least every ~2 x this for slow ones (and after every batch for very slow ones).
 GROUP_SECONDS = 0.25
+MAX_GROUP = 1024
 
 
 def _reply_error(fd: int, exc: BaseException) -> None:
@@ -83,6 +84,7 @@ def serve(args: dict) -> int:
 
     runtime = None
     shared: mmap.mmap | None = None
+    batches = 1  # batches per runtime call (see GROUP_SECONDS)
     while True:
         try:
             msg, payload = wire.recv(req, max_payload=1 << 40)  # the parent is trusted
@@ -106,7 +108,7 @@ def serve(args: dict) -> int:
                 x = np.frombuffer(shared, dtype=np.dtype(msg["dtype"]), count=int(np.prod(shape))).reshape(shape)
                 step = int(runtime.max_batch) if runtime.fixed_batch else min(runtime.batch_size,
                                                                                runtime.max_batch or runtime.batch_size)
-                outs, i, batches, said = [], 0, 1, time.monotonic()
+                outs, i, said = [], 0, time.monotonic()
                 while i < len(x):  # whole batches at a time, a sign of life after any group that took a while
                     started = time.monotonic()
                     xb = x[i:i + batches * step]
@@ -116,8 +118,12 @@ def serve(args: dict) -> int:
                     if i < len(x) and now - said >= GROUP_SECONDS:
                         wire.send(rep, {"progress": i})
                         said = now
-                    if now - started < GROUP_SECONDS:  # fast batches: fewer, larger calls (each call costs the
-                        batches *= 2  # runtime's per-call setup)
+                    # Fast batches: fewer, larger calls (each costs the runtime's per-call setup); the size is
+                    # kept for the next request. A group that took long is halved again.
+                    if now - started < GROUP_SECONDS and len(xb) == batches * step:
+                        batches = min(batches * 2, MAX_GROUP)
+                    elif now - started > 2 * GROUP_SECONDS:
+                        batches = max(1, batches // 2)
                 start = max(int(msg.get("out_offset", 0)), x.nbytes)
                 del x  # no view into the shared map may outlive this request (it is resized)
                 n_out = sum(o.size for o in outs)
