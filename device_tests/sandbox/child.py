@@ -10,12 +10,13 @@ Requests (JSON headers, :mod:`device_tests.sandbox.wire`):
 * ``{"op": "open", "name": ..., "batch_size": B, "threads": T}`` with the artifact's bytes as payload.
   Reply: the runtime's description (shape, dtype, classes, batching).
 * ``{"op": "run", "shape": [...], "dtype": ...}``: adapted inputs at the start of the shared file. The child
-  runs them in groups of whole batches (one batch in the first request, the group doubling while a group takes
-  under :data:`GROUP_SECONDS` and halving when one takes over twice that, its size kept across requests) and sends ``{"progress": rows_done}`` after a group when :data:`GROUP_SECONDS` have
-  passed since the request or the last report, never after the last group (the parent's timeout runs from the
-  request and from each report: a single batch that takes longer than the timeout is stopped), then ``{"ok": true, "shape": [n, k]}`` with the float32 outputs as payload,
-  or, when they fit in the shared file from ``out_offset`` on (the parent reserves room there once it knows the
-  class count), ``{"ok": true, "shape": [n, k], "out_offset": o}`` with the outputs written there.
+  runs them in groups of whole batches (one batch at first; the group doubles while a group takes under
+  :data:`GROUP_SECONDS`, halves when one takes over twice that, and keeps its size across requests). It sends
+  ``{"progress": rows_done}`` after a group once :data:`GROUP_SECONDS` have passed since the request or the last
+  report, never after the last group (the parent's timeout runs from the request and from each report), then
+  ``{"ok": true, "shape": [n, k], "out_offset": o}`` with the float32 outputs written into the shared file at
+  ``o`` (room the parent reserves once it knows the class count), or ``{"ok": true, "shape": [n, k]}`` with
+  them as payload when they do not fit there.
 
 Every failure is a reply ``{"ok": false, "error": one line}``; the parent turns it into an ``ArtifactError``.
 """
@@ -28,8 +29,8 @@ import os
 import sys
 import time
 
-#: A group of batches that ran faster than this is doubled for the next call: few messages and runtime calls for
-#: fast models, a sign of life at least every ~2 x this for slow ones (and after every batch for very slow ones).
+#: A group of batches that ran faster than this is doubled for the next call (few runtime calls and messages for
+#: fast models); progress is reported at most this often. ``MAX_GROUP`` bounds a group, in batches.
 GROUP_SECONDS = 0.25
 MAX_GROUP = 1024
 

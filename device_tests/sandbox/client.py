@@ -186,7 +186,8 @@ class _Child:
             what = f"it exited (code {code})"
         tail = self._log_tail()
         return (f"{self.name}: the {self.fmt} runtime stopped in the sandbox: {what}; the artifact is corrupt, "
-                f"hostile or too large for the sandbox limits (SAFECOMPRESS_SANDBOX_MEMORY)" + (f"; it said: {tail}" if tail else ""))
+                f"hostile or too large for the sandbox limits (SAFECOMPRESS_SANDBOX_MEMORY)"
+                + (f"; it said: {tail}" if tail else ""))
 
     def _log_tail(self) -> str:
         try:
@@ -312,7 +313,8 @@ class SandboxedRuntime(Runtime):
         self._child = _Child(fmt, self.name, limits or SandboxLimits.from_env())
         _warn_once(self._child.protections)
         reply = self._child.open(content, self.batch_size, self.threads)
-        if isinstance(reply.get("max_batch"), int) and reply.get("fixed_batch") and reply["max_batch"] > MAX_FIXED_BATCH:
+        fixed = reply.get("max_batch") if reply.get("fixed_batch") else None
+        if isinstance(fixed, int) and fixed > MAX_FIXED_BATCH:
             self._child.kill(f"{self.name}: declares a fixed batch of {reply['max_batch']} samples; at most "
                              f"{MAX_FIXED_BATCH} can be served (every call is padded to it)")
             raise ArtifactError(self._child.dead)
